@@ -1,0 +1,1 @@
+"""Spine clinic triage bot: flow language, engine, storage, channels and staff tools."""

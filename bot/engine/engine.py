@@ -1,0 +1,477 @@
+"""The conversation engine: one `transitions` machine per loaded flow version, shared by every
+conversation; a conversation is plain data (`Session`) restored for each input.
+
+Routing is the machine's: each question's routes are transitions of the one trigger
+"advance", tried in order, with our compiled conditions (Python callables, never strings from
+YAML) as their conditions. A plain cursor object holding only `state` is moved by
+`machine.events["advance"].trigger(cursor, ...)` (about 6 µs, no add_model/remove_model).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transitions import EventData, Machine
+
+from bot.flow.model import Flow, Option, Outcome, Question
+
+from . import matching
+from .io import (
+    Back,
+    Choose,
+    Input,
+    OptionView,
+    OutcomeView,
+    QuestionView,
+    Reply,
+    Restart,
+    SetLanguage,
+    Start,
+    Text,
+)
+from .session import BadSession, Session
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LABELS = {
+    "none": {"en": "None of these", "es": "Ninguno de estos"},
+    "done": {"en": "Done", "es": "Listo"},
+}
+NOTICES: dict[str, dict[str, str]] = {
+    "stale": {
+        "en": "That button is from an earlier question. Here is where you are now.",
+        "es": "Ese botón es de una pregunta anterior. Aquí es donde va ahora.",
+    },
+    "not_understood": {
+        "en": "Sorry, I didn't catch that. Please tap a button, or type its number.",
+        "es": "Perdone, no le entendí. Toque un botón o escriba su número.",
+    },
+    "not_a_number": {
+        "en": "Please type a number, like 42.",
+        "es": "Escriba un número, por ejemplo 42.",
+    },
+    "tick_or_none": {
+        "en": "Tap each one that applies, then Done. If none apply, tap 'None of these'.",
+        "es": "Toque cada uno que tenga y luego Listo. Si no tiene ninguno, toque 'Ninguno'.",
+    },
+    "no_back": {
+        "en": "There is no earlier answer to change.",
+        "es": "No hay una respuesta anterior que cambiar.",
+    },
+    "went_back": {
+        "en": "OK, let's change that answer.",
+        "es": "De acuerdo, cambiemos esa respuesta.",
+    },
+    "finished": {
+        "en": "This check is finished. You can go back to change an answer, or start again.",
+        "es": "Esta revisión terminó. Puede volver atrás para cambiar una respuesta "
+              "o empezar de nuevo.",
+    },
+    "restarted_sorry": {
+        "en": "Sorry, we had to start your check again from the beginning.",
+        "es": "Perdone, tuvimos que empezar su revisión de nuevo desde el principio.",
+    },
+}
+
+
+class FlowMachine:
+    """The state machine of one flow version (built once, shared by every conversation)."""
+
+    def __init__(self, flow: Flow):
+        self.flow = flow
+        self.machine = Machine(model=None, states=list(flow.steps), initial=flow.start,
+                               auto_transitions=False, send_event=True)
+        for q in flow.steps.values():
+            if isinstance(q, Question):
+                self._add(q)
+        self.advance = self.machine.events.get("advance")
+
+    def _add(self, q: Question) -> None:
+        add = self.machine.add_transition
+        for o in q.options:
+            if o.next:
+                add("advance", q.id, o.next, conditions=[_option_is(o.index)])
+        for r in q.routes:
+            conds = [_holds(r.cond)] if r.cond is not None else []
+            add("advance", q.id, r.go, conditions=conds, after=[_record_rule(r.rule)])
+        if q.next and not (q.routes and q.routes[-1].cond is None):
+            add("advance", q.id, q.next, after=[_record_rule(None)])
+
+    def move(self, step: str, option: int | None, get: Callable[[str], Any]) -> tuple[str, str | None]:
+        """Take the answer's route from step, through any decisions: (new step, rule)."""
+        cursor = _Cursor(step)
+        rule: str | None = None
+        for _ in range(len(self.flow.steps) + 1):
+            if self.advance is None or not self.advance.trigger(cursor, option=option, get=get):
+                raise RuntimeError(f"no route out of step {cursor.state!r}")
+            rule = cursor.rule or rule
+            nxt = self.flow.steps[cursor.state]
+            if not (isinstance(nxt, Question) and nxt.kind == "decision"):
+                return cursor.state, rule
+            option = None
+        raise RuntimeError("decision steps loop")
+
+
+class _Cursor:
+    __slots__ = ("state", "rule")
+
+    def __init__(self, state: str):
+        self.state = state
+        self.rule: str | None = None
+
+
+def _option_is(index: int) -> Callable[[EventData], bool]:
+    def check(ev: EventData) -> bool:
+        return bool(ev.kwargs.get("option") == index)
+    return check
+
+
+def _holds(cond: Any) -> Callable[[EventData], bool]:
+    def check(ev: EventData) -> bool:
+        return cond(ev.kwargs["get"]) is True
+    return check
+
+
+def _record_rule(rule: str | None) -> Callable[[EventData], None]:
+    def record(ev: EventData) -> None:
+        ev.model.rule = rule
+    return record
+
+
+class Engine:
+    """Turns an input and a stored session into a reply and the new session (plain dicts)."""
+
+    def __init__(self, flow: Flow, *, placeholders: dict[str, str] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.clock = clock
+        self.placeholders = {f"{{{k}}}": v for k, v in (placeholders or {}).items()}
+        self.versions: dict[str, FlowMachine] = {}
+        self.current = self.add_version(flow)
+
+    # -- flow versions ---------------------------------------------------------------------
+    def add_version(self, flow: Flow) -> FlowMachine:
+        fm = self.versions.get(flow.hash)
+        if fm is None:
+            fm = self.versions[flow.hash] = FlowMachine(flow)
+        return fm
+
+    def set_current(self, flow: Flow) -> None:
+        """A new flow version for new conversations; the old stays for those under way."""
+        self.current = self.add_version(flow)
+
+    def drop_version(self, flow_hash: str) -> None:
+        if flow_hash != self.current.flow.hash:
+            self.versions.pop(flow_hash, None)
+
+    @property
+    def flow(self) -> Flow:
+        return self.current.flow
+
+    # -- sessions --------------------------------------------------------------------------
+    def new_session(self, lang: str | None = None) -> Session:
+        flow = self.flow
+        now = self.clock()
+        lang = lang if lang in flow.languages else flow.default_language
+        return Session(flow.id, flow.hash, lang, None, started=now, updated=now)
+
+    def restore(self, data: dict[str, Any] | None, lang: str | None = None
+                ) -> tuple[Session, FlowMachine, list[str]]:
+        """The session and its flow version; a session that cannot be used starts again."""
+        notices: list[str] = []
+        if data is None:
+            s = self.new_session(lang)
+            return s, self.current, notices
+        try:
+            s = Session.from_dict(data)
+        except BadSession:
+            logger.warning("unreadable session: starting again")
+            s = self.new_session(lang)
+            s.meta["restarted"] = True
+            return s, self.current, notices
+        fm = self.versions.get(s.flow_hash)
+        if fm is None:
+            fm = self._migrate(s)
+        return s, fm, notices
+
+    def _migrate(self, s: Session) -> FlowMachine:
+        """A session whose flow version is gone moves to the current one when its steps are
+        still there; otherwise it starts again (with an apology)."""
+        new = self.current
+        steps = [h["step"] for h in s.history] + ([s.step] if s.step else [])
+        if all(st in new.flow.steps for st in steps) and (s.step is None or isinstance(
+                new.flow.steps[s.step], type(new.flow.steps.get(s.step)))):
+            try:
+                facts = self._replay(new, s.history)
+                logger.info("session moved from flow version %s to %s at step %s",
+                            s.flow_hash, new.flow.hash, s.step)
+                s.flow_hash, s.facts = new.flow.hash, facts
+                return new
+            except (IndexError, KeyError, TypeError, ValueError):
+                pass
+        logger.info("session on gone flow version %s restarted", s.flow_hash)
+        lang = s.lang
+        fresh = self.new_session(lang)
+        for f in Session.__slots__:  # type: ignore[attr-defined]
+            setattr(s, f, getattr(fresh, f))
+        s.meta["restarted"] = True
+        return new
+
+    def handle(self, data: dict[str, Any] | None, inp: Input, *, lang: str | None = None
+               ) -> tuple[dict[str, Any], Reply]:
+        """Apply one input to a stored session: (the session to store, the reply)."""
+        s, fm, notices = self.restore(data, lang)
+        if s.meta.pop("restarted", False):
+            notices.append(self._notice("restarted_sorry", s.lang))
+            reply = self._start(s, self.current, notices)
+        else:
+            reply = self._dispatch(s, fm, inp, notices)
+        s.updated = self.clock()
+        return s.to_dict(), reply
+
+    def view(self, data: dict[str, Any] | None, lang: str | None = None) -> Reply:
+        """The current screen, changing nothing."""
+        s, fm, _ = self.restore(data, lang)
+        if s.step is None:
+            return Reply(lang=s.lang, changed=False)
+        return self._reply(s, fm, changed=False)
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _dispatch(self, s: Session, fm: FlowMachine, inp: Input, notices: list[str]) -> Reply:
+        if isinstance(inp, Start) or (s.step is None and not isinstance(inp, SetLanguage)):
+            if isinstance(inp, Start) and inp.lang in self.flow.languages:
+                s.lang = inp.lang
+            fresh = self.new_session(s.lang)
+            fresh.meta, fresh.updates = s.meta, s.updates
+            _copy(fresh, s)
+            return self._start(s, self.current, notices)
+        if isinstance(inp, Restart):
+            fresh = self.new_session(s.lang)
+            fresh.meta, fresh.updates = s.meta, s.updates
+            _copy(fresh, s)
+            return self._start(s, self.current, notices)
+        if isinstance(inp, SetLanguage):
+            if inp.lang in fm.flow.languages:
+                s.lang = inp.lang
+            if s.step is None:
+                return Reply(lang=s.lang)
+            return self._reply(s, fm, notices=notices)
+        if isinstance(inp, Back):
+            return self._back(s, fm, notices)
+        step = fm.flow.steps.get(s.step or "")
+        if step is None:
+            return self._start(s, self.current, notices)
+        if isinstance(inp, Choose):
+            return self._choose(s, fm, step, inp, notices)
+        if isinstance(inp, Text):
+            return self._text(s, fm, step, inp.text, notices)
+        raise TypeError(f"unknown input {type(inp).__name__}")  # pragma: no cover
+
+    def _start(self, s: Session, fm: FlowMachine, notices: list[str]) -> Reply:
+        s.step = fm.flow.start
+        start = fm.flow.steps[s.step]
+        if isinstance(start, Question) and start.kind == "decision":
+            s.step, s.rule = fm.move(s.step, None, fm.flow.lookup(s.facts))
+        return self._reply(s, fm, notices=notices,
+                           welcome=self._fmt(fm.flow.text(fm.flow.disclaimer, s.lang)))
+
+    def _choose(self, s: Session, fm: FlowMachine, step: Any, inp: Choose,
+                notices: list[str]) -> Reply:
+        flow = fm.flow
+        stale = (
+            inp.step != s.step
+            or (inp.flow_hash is not None and not flow.hash.startswith(inp.flow_hash))
+            or not isinstance(step, Question)
+            or (inp.action in ("a", "t") and not 0 <= inp.option < len(step.options))
+            or (inp.action == "a" and step.kind != "choice")
+            or (inp.action in ("t", "d", "n") and step.kind != "checklist")
+        )
+        if stale:
+            notices.append(self._notice("stale", s.lang))
+            return self._reply(s, fm, notices=notices, changed=False)
+        assert isinstance(step, Question)
+        if inp.action == "a":
+            return self._answer(s, fm, step, inp.option, notices)
+        if inp.action == "t":
+            ticks = set(s.ticks)
+            ticks.symmetric_difference_update({inp.option})
+            s.ticks = sorted(ticks)
+            return self._reply(s, fm, notices=notices)
+        if inp.action == "n":
+            return self._answer(s, fm, step, [], notices)
+        if not s.ticks:
+            notices.append(self._notice("tick_or_none", s.lang))
+            return self._reply(s, fm, notices=notices, changed=False)
+        return self._answer(s, fm, step, list(s.ticks), notices)
+
+    def _text(self, s: Session, fm: FlowMachine, step: Any, text: str,
+              notices: list[str]) -> Reply:
+        flow = fm.flow
+        if isinstance(step, Outcome):
+            it = matching.interrupt_for(flow, text)
+            if it is not None and it.go != step.id:
+                return self._interrupt(s, fm, it, notices)
+            notices.append(self._notice("finished", s.lang))
+            return self._reply(s, fm, notices=notices, changed=False)
+        q: Question = step
+        if q.kind == "number":
+            n = matching.typed_number(text, q)
+            if n is not None:
+                lo = q.min if q.min is not None else -10**9
+                hi = q.max if q.max is not None else 10**9
+                if lo <= n <= hi:
+                    return self._answer(s, fm, q, n, notices)
+                notices.append(self._fmt(flow.text(q.out_of_range, s.lang)))
+                return self._reply(s, fm, notices=notices, changed=False)
+            it = matching.interrupt_for(flow, text)
+            if it is not None:
+                return self._interrupt(s, fm, it, notices)
+            s.misses += 1
+            notices.append(self._notice("not_a_number", s.lang))
+            return self._reply(s, fm, notices=notices)
+        if q.kind == "checklist":
+            typed = matching.clean(text)
+            if typed == str(len(q.options) + 1):
+                return self._answer(s, fm, q, [], notices)
+            if typed == str(len(q.options) + 2):
+                return self._choose(s, fm, q, Choose(q.id, 0, "d"), notices)
+            it = matching.interrupt_for(flow, text)
+            ticks = matching.checklist_ticks(flow, q, text, s.lang)
+            if it is not None and not ticks:
+                return self._interrupt(s, fm, it, notices)
+            if ticks is not None:
+                return self._answer(s, fm, q, ticks, notices)
+        else:
+            idx = matching.exact_option(flow, q, text, s.lang)
+            if idx is not None:
+                return self._answer(s, fm, q, idx, notices)
+            it = matching.interrupt_for(flow, text)
+            if it is not None:
+                return self._interrupt(s, fm, it, notices)
+            idx = matching.fuzzy_option(flow, q, text, s.lang)
+            if idx is not None:
+                return self._answer(s, fm, q, idx, notices)
+        s.misses += 1
+        notices.append(self._notice("not_understood", s.lang))
+        if q.help:
+            notices.append(self._fmt(flow.text(q.help, s.lang)))
+        return self._reply(s, fm, notices=notices)
+
+    def _answer(self, s: Session, fm: FlowMachine, q: Question, answer: Any,
+                notices: list[str]) -> Reply:
+        flow = fm.flow
+        facts = dict(s.facts)
+        facts.update(flow.answer_facts(q, answer))
+        option: Option | None = q.options[answer] if q.kind == "choice" else None
+        target, rule = fm.move(q.id, answer if q.kind == "choice" else None, flow.lookup(facts))
+        words = self._answer_words(flow, q, answer, s.lang)
+        s.history.append({"step": q.id, "answer": answer, "t": round(self.clock(), 3)})
+        s.facts = facts
+        s.step = target
+        s.ticks = []
+        s.misses = 0
+        s.rule = rule if isinstance(flow.steps[target], Outcome) else None
+        del option
+        return self._reply(s, fm, notices=notices, answered=(q.id, words))
+
+    def _interrupt(self, s: Session, fm: FlowMachine, it: Any, notices: list[str]) -> Reply:
+        s.history.append({"step": s.step, "interrupt": it.id, "t": round(self.clock(), 3)})
+        s.facts = {**s.facts, **it.sets}
+        s.step = it.go
+        s.rule = it.rule
+        s.ticks = []
+        s.misses = 0
+        return self._reply(s, fm, notices=notices)
+
+    def _back(self, s: Session, fm: FlowMachine, notices: list[str]) -> Reply:
+        if not s.history:
+            notices.append(self._notice("no_back", s.lang))
+            return self._reply(s, fm, notices=notices, changed=False)
+        entry = s.history.pop()
+        s.step = entry["step"]
+        s.facts = self._replay(fm, s.history)
+        s.rule = None
+        s.misses = 0
+        ans = entry.get("answer")
+        s.ticks = list(ans) if isinstance(ans, list) else []
+        s.backs += 1
+        backs_at = s.meta.setdefault("backs_at", {})
+        backs_at[s.step] = backs_at.get(s.step, 0) + 1
+        notices.append(self._notice("went_back", s.lang))
+        return self._reply(s, fm, notices=notices)
+
+    def _replay(self, fm: FlowMachine, history: list[dict[str, Any]]) -> dict[str, Any]:
+        flow = fm.flow
+        facts: dict[str, Any] = {}
+        by_id = {it.id: it for it in flow.interrupts}
+        for e in history:
+            if "interrupt" in e:
+                facts.update(by_id[e["interrupt"]].sets)
+            else:
+                q = flow.steps[e["step"]]
+                assert isinstance(q, Question)
+                facts.update(flow.answer_facts(q, e["answer"]))
+        return facts
+
+    # -- replies ---------------------------------------------------------------------------
+    def _notice(self, key: str, lang: str) -> str:
+        texts = NOTICES[key]
+        return texts.get(lang) or texts["en"]
+
+    def _fmt(self, text: str) -> str:
+        if "{" in text:
+            for k, v in self.placeholders.items():
+                text = text.replace(k, v)
+        return text
+
+    def _answer_words(self, flow: Flow, q: Question, answer: Any, lang: str) -> str:
+        if q.kind == "choice":
+            return self._fmt(flow.text(q.options[answer].label, lang))
+        if q.kind == "checklist":
+            if not answer:
+                return self._fmt(flow.text(q.none_label or DEFAULT_LABELS["none"], lang))
+            return ", ".join(self._fmt(flow.text(q.options[i].label, lang)) for i in answer)
+        return str(answer)
+
+    def _reply(self, s: Session, fm: FlowMachine, *, notices: list[str] | None = None,
+               welcome: str | None = None, answered: tuple[str, str] | None = None,
+               changed: bool = True) -> Reply:
+        flow = fm.flow
+        step = flow.steps.get(s.step or "")
+        qv = ov = None
+        if isinstance(step, Outcome):
+            ov = OutcomeView(
+                step.id, step.disposition, s.rule or step.rule,
+                self._fmt(flow.text(step.headline, s.lang)) if step.headline else "",
+                self._fmt(flow.text(step.text, s.lang)),
+                self._fmt(flow.text(step.safety_net, s.lang)) if step.safety_net else "",
+            )
+        elif isinstance(step, Question):
+            qv = self._question_view(flow, step, s)
+        return Reply(tuple(notices or ()), welcome, qv, ov, answered, changed,
+                     bool(s.history), s.lang)
+
+    def _question_view(self, flow: Flow, q: Question, s: Session) -> QuestionView:
+        lang = s.lang
+        opts: list[OptionView] = []
+        if q.kind == "choice":
+            opts = [OptionView(o.index + 1, self._fmt(flow.text(o.label, lang)), "a", o.index)
+                    for o in q.options]
+        elif q.kind == "checklist":
+            ticks = set(s.ticks)
+            opts = [OptionView(o.index + 1, self._fmt(flow.text(o.label, lang)), "t", o.index,
+                               o.index in ticks) for o in q.options]
+            n = len(opts)
+            opts.append(OptionView(n + 1, flow.text(q.none_label or DEFAULT_LABELS["none"], lang),
+                                   "n", 0))
+            opts.append(OptionView(n + 2, flow.text(q.done_label or DEFAULT_LABELS["done"], lang),
+                                   "d", 0))
+        return QuestionView(q.id, q.kind, self._fmt(flow.text(q.text, lang)), tuple(opts),
+                            flow.hash[:8])
+
+
+def _copy(src: Session, dst: Session) -> None:
+    for f in Session.__slots__:  # type: ignore[attr-defined]
+        setattr(dst, f, getattr(src, f))

@@ -1,0 +1,293 @@
+"""Every path through a flow: enumerate the answers, reach an outcome, check the safety checks.
+
+A flow is finite, so all paths can be walked. Answers are enumerated as:
+- a choice question: each option;
+- a checklist: every combination of ticks;
+- a typed number: both ends of each class of numbers that the flow's conditions tell apart
+  (for `age < 16`, `age > 50`, `age >= 70` and bounds 1–120: 1, 15, 16, 50, 51, 69, 70, 120).
+
+Paths that reach the same step with the same *live* facts (those still read further on, or by
+a check) behave the same from there, so their continuation is walked once and counted for all.
+Interrupts are paths too: the phrase typed at the first question.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .conditions import Asked, Test, walk
+from .model import Flow, Outcome, Question
+
+if TYPE_CHECKING:
+    from .loader import _Builder
+
+MAX_STATES = 2_000_000
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer on a path: the question, what was answered, and its words for a person."""
+
+    step: str
+    answer: Any  # option index, tuple of ticked indexes, a number, or None (decision)
+    words: str
+
+
+@dataclass
+class PathResult:
+    answers: tuple[Answer, ...]
+    outcome: str
+    disposition: str
+    rule: str | None
+    facts: dict[str, Any]
+    count: int = 1  # how many full answer sequences this (grouped) path stands for
+
+
+@dataclass
+class Walk:
+    paths: int = 0
+    results: list[PathResult] = field(default_factory=list)
+    failures: list[tuple[str, PathResult]] = field(default_factory=list)
+    states: int = 0
+    truncated: bool = False
+
+
+def number_classes(flow: Flow, q: Question) -> list[tuple[int, str]]:
+    """(value, description) for both ends of each class of numbers the conditions tell apart."""
+    assert q.fact is not None
+    spec = flow.facts.get(q.fact)
+    lo = q.min if q.min is not None else (spec.min if spec and spec.min is not None else 0)
+    hi = q.max if q.max is not None else (spec.max if spec and spec.max is not None else lo + 100)
+    cuts: set[int] = set()  # a cut c means: c-1 and c may differ
+    for cond in _all_conditions(flow):
+        for ref in walk(cond.node):
+            if isinstance(ref, Test) and ref.fact == q.fact and ref.op is not None:
+                for v in ref.values:
+                    if isinstance(v, bool) or not isinstance(v, (int, float)):
+                        continue
+                    c = int(v)
+                    if ref.op in ("<", ">="):
+                        cuts.add(c)
+                    elif ref.op in ("<=", ">"):
+                        cuts.add(c + 1)
+                    else:
+                        cuts.update((c, c + 1))
+    bounds = sorted(c for c in cuts if lo < c <= hi)
+    out: list[tuple[int, str]] = []
+    start = lo
+    for c in bounds + [hi + 1]:
+        end = c - 1
+        out.append((start, f"{start} (of {start}–{end})" if end != start else str(start)))
+        if end != start:
+            out.append((end, f"{end} (of {start}–{end})"))
+        start = c
+    return out
+
+
+def _all_conditions(flow: Flow) -> Iterator[Any]:
+    for step in flow.steps.values():
+        if isinstance(step, Question):
+            for r in step.routes:
+                if r.cond:
+                    yield r.cond
+    for comp in flow.computed.values():
+        if comp.when:
+            yield comp.when
+        yield from comp.count
+        yield from (c for c, _ in comp.cases if c)
+    for ck in flow.checks:
+        if ck.when:
+            yield ck.when
+        yield ck.then
+
+
+def answers(flow: Flow, q: Question, lang: str) -> list[tuple[Any, str]]:
+    """Every answer to enumerate at a question, with its words."""
+    if q.kind == "choice":
+        return [(o.index, flow.text(o.label, lang)) for o in q.options]
+    if q.kind == "checklist":
+        out: list[tuple[Any, str]] = []
+        idx = [o.index for o in q.options]
+        for n in range(len(idx) + 1):
+            for combo in itertools.combinations(idx, n):
+                words = ", ".join(flow.text(q.options[i].label, lang) for i in combo)
+                out.append((combo, words or "none of these"))
+        return out
+    if q.kind == "number":
+        return list(number_classes(flow, q))
+    return [(None, "")]
+
+
+class _Walker:
+    def __init__(self, flow: Flow, lang: str, keep: bool, limit: int = MAX_STATES):
+        self.flow = flow
+        self.lang = lang
+        self.keep = keep
+        self.limit = limit
+        self.result = Walk()
+        self.live = self._liveness()
+        self.check_reads: set[str] = set()
+        self.asked_reads: set[str] = set()
+        for ck in flow.checks:
+            for cond in ([ck.when] if ck.when else []) + [ck.then]:
+                for ref in walk(cond.node):
+                    if isinstance(ref, Asked):
+                        self.asked_reads.add(ref.fact)
+                    else:
+                        self.check_reads |= self._expand({ref.fact})
+        self.memo: dict[Any, int] = {}
+        self.answer_cache: dict[str, list[tuple[Any, str]]] = {}
+
+    def _expand(self, facts: set[str]) -> set[str]:
+        out: set[str] = set()
+        todo = list(facts)
+        while todo:
+            f = todo.pop()
+            comp = self.flow.computed.get(f)
+            if comp is None:
+                out.add(f)
+            elif f not in out:
+                out.add(f)
+                todo.extend(comp.reads)
+        return out
+
+    def _liveness(self) -> dict[str, frozenset[str]]:
+        """Facts read at or after each step (backward data flow to a fixed point)."""
+        flow = self.flow
+        own: dict[str, set[str]] = {}
+        for sid, step in flow.steps.items():
+            reads: set[str] = set()
+            if isinstance(step, Question):
+                for r in step.routes:
+                    if r.cond:
+                        reads |= self._expand(r.cond.reads)
+            own[sid] = reads
+        live = {sid: set(r) for sid, r in own.items()}
+        changed = True
+        while changed:
+            changed = False
+            for sid, step in flow.steps.items():
+                if not isinstance(step, Question):
+                    continue
+                for target, _, _ in step.successors():
+                    extra = live.get(target, set()) - live[sid]
+                    if extra:
+                        live[sid] |= extra
+                        changed = True
+        return {sid: frozenset(v) for sid, v in live.items()}
+
+    def key(self, sid: str, facts: dict[str, Any], asked: frozenset[str],
+            rule: str | None) -> Any:
+        keep = self.live.get(sid, frozenset()) | self.check_reads
+        return (sid, rule, tuple(sorted((k, v) for k, v in facts.items() if k in keep)),
+                asked & self.asked_reads if self.asked_reads else frozenset())
+
+    def run(self) -> Walk:
+        flow = self.flow
+        self.visit(flow.start, {}, frozenset(), ())
+        for it in flow.interrupts:
+            target = flow.steps.get(it.go)
+            if isinstance(target, Outcome):
+                words = f"typed '{next(iter(it.phrases.get(self.lang, ())), it.id)}'"
+                self.finish(target, dict(it.sets), frozenset(),
+                            (Answer(flow.start, it.id, words),), it.rule)
+        return self.result
+
+    def visit(self, sid: str, facts: dict[str, Any], asked: frozenset[str],
+              trail: tuple[Answer, ...], rule: str | None = None) -> int:
+        step = self.flow.steps[sid]
+        if isinstance(step, Outcome):
+            return self.finish(step, facts, asked, trail, rule)
+        key = self.key(sid, facts, asked, rule)
+        if key in self.memo and not self.keep:
+            n = self.memo[key]
+            self.result.paths += n
+            return n
+        self.result.states += 1
+        if self.result.states > self.limit:
+            self.result.truncated = True
+            return 0
+        total = 0
+        if sid not in self.answer_cache:
+            self.answer_cache[sid] = answers(self.flow, step, self.lang)
+        for answer, words in self.answer_cache[sid]:
+            new = dict(facts)
+            new.update(self.flow.answer_facts(step, answer))
+            now_asked = asked | self._asked_by(step, answer)
+            option = step.options[answer] if step.kind == "choice" else None
+            target, route_rule = step.route(option, self.flow.lookup(new))
+            if target is None or target not in self.flow.steps:
+                continue
+            more = (Answer(sid, answer, words),) if step.kind != "decision" else ()
+            total += self.visit(target, new, now_asked, trail + more, route_rule or rule)
+            if self.result.truncated:
+                break
+        self.memo[key] = total
+        return total
+
+    def _asked_by(self, q: Question, answer: Any) -> frozenset[str]:
+        if q.kind == "checklist":
+            return frozenset(o.fact for o in q.options if o.fact)
+        if q.kind == "decision":
+            return frozenset()
+        return frozenset(self.flow.answer_facts(q, answer)) | (
+            frozenset([q.fact]) if q.fact else frozenset())
+
+    def finish(self, out: Outcome, facts: dict[str, Any], asked: frozenset[str],
+               trail: tuple[Answer, ...], rule: str | None) -> int:
+        self.result.paths += 1
+        final_rule = rule or out.rule
+        all_facts = self.flow.all_facts(facts)
+        res = PathResult(trail, out.id, out.disposition, final_rule, all_facts)
+        if self.keep:
+            self.result.results.append(res)
+        get_base = self.flow.lookup(facts)
+        pseudo = {"disposition": out.disposition, "rule": final_rule}
+
+        def get(name: str) -> Any:
+            if name in pseudo:
+                return pseudo[name]
+            if name.startswith("asked("):
+                return name[6:-1] in asked
+            return get_base(name)
+
+        for ck in self.flow.checks:
+            if ck.when is not None and ck.when(get) is not True:
+                continue
+            if ck.then(get) is not True:
+                self.result.failures.append((ck.id, res))
+        return 1
+
+
+def walk_paths(flow: Flow, lang: str | None = None, *, keep: bool = False,
+               limit: int = MAX_STATES) -> Walk:
+    """Walk every path. keep=True lists each path (no sharing of continuations)."""
+    return _Walker(flow, lang or flow.default_language, keep, limit).run()
+
+
+def describe_path(res: PathResult) -> str:
+    steps = [f"{a.step}={a.words}" for a in res.answers]
+    return " → ".join(steps) + f" ⇒ {res.outcome} ({res.disposition}" + \
+        (f", rule {res.rule})" if res.rule else ")")
+
+
+def check_properties(flow: Flow, builder: _Builder) -> None:
+    """Run the flow's safety checks over every path; report a counterexample for each."""
+    result = walk_paths(flow)
+    if result.truncated:
+        builder.warn(("checks",), f"the flow has too many paths to check them all (stopped "
+                     f"after {result.states} states); the safety checks were not proved")
+        return
+    seen: set[str] = set()
+    for check_id, res in result.failures:
+        if check_id in seen:
+            continue
+        seen.add(check_id)
+        ck = next(c for c in flow.checks if c.id == check_id)
+        idx = flow.checks.index(ck)
+        builder.err(("checks", idx), f"check '{ck.id}' fails ({ck.say}): counterexample "
+                    f"{describe_path(res)}")
+    builder.paths_checked = result.paths
