@@ -1,0 +1,180 @@
+"""The session store interface, its errors, and the JSON codec every backend shares.
+
+Storage knows a session only as a plain JSON-able ``dict`` plus an integer version
+(0 = absent). Every write is a compare-and-set on that version, so two processes that
+handle updates of the same chat can never silently overwrite each other: the loser gets
+``None`` back and re-reads.
+
+Exception tree::
+
+    StoreError
+     ├── StoreConfigError   the setting is malformed or the backend cannot be reached/opened
+     ├── StoreClosed        the store was used after close()
+     └── CorruptSession     a stored session cannot be decoded (delete it to start over)
+
+Nothing in this package logs or puts session contents or audit contents into messages:
+they are health data. Keys (``"tg:12345"``), versions and timings are fine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+Session = dict[str, Any]
+AuditRecord = dict[str, Any]
+Clock = Callable[[], float]
+
+DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
+"""A session untouched (not saved) for longer than this is gone."""
+
+DEFAULT_SEEN_TTL_SECONDS = 24 * 3600.0
+"""How long ``mark_update`` remembers an update id."""
+
+
+class StoreError(Exception):
+    """Base class of every error the session store raises on purpose."""
+
+
+class StoreConfigError(StoreError):
+    """The store setting is malformed, or the backend cannot be reached or opened.
+
+    The message is one line saying what was wrong and what is accepted / where.
+    """
+
+
+class StoreClosed(StoreError):
+    """The store was used after ``close()``."""
+
+
+class CorruptSession(StoreError):
+    """A stored session cannot be decoded; ``delete(key)`` removes it."""
+
+    def __init__(self, key: str, backend: str, reason: str) -> None:
+        self.key = key
+        self.backend = backend
+        self.reason = reason
+        super().__init__(
+            f"stored session {key!r} in the {backend} store is corrupt ({reason}); "
+            f"delete it to start the conversation over"
+        )
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Versioned, compare-and-set storage of sessions, update-id markers and audit records."""
+
+    async def load(self, key: str) -> tuple[Session | None, int]:
+        """Return the session and its version, or ``(None, 0)``; refresh nothing."""
+        ...
+
+    async def save(self, key: str, data: Session, expected_version: int) -> int | None:
+        """Write if the stored version equals ``expected_version``; return the new version.
+
+        ``expected_version`` 0 means "must not exist". Returns ``expected_version + 1`` on
+        success and ``None`` on conflict. Each save restarts the inactivity TTL.
+        """
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the session and every audit record of ``key``."""
+        ...
+
+    async def mark_update(self, update_id: int) -> bool:
+        """Remember ``update_id``; True the first time, False if already remembered."""
+        ...
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        """Append an audit record (a JSON-able dict with a str ``"key"``)."""
+        ...
+
+    async def audit(self, since: float | None = None) -> list[AuditRecord]:
+        """Return audit records filed at or after ``since``, oldest first.
+
+        A record is filed under its ``ended_at``, else its ``started_at``, else the time it
+        was added.
+        """
+        ...
+
+    async def expire(self) -> int:
+        """Delete sessions inactive longer than the TTL; return how many were deleted."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ``StoreConfigError`` (one line) if the backend cannot be used."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+
+# --- shared codec -------------------------------------------------------------------------
+
+
+def encode_json(data: Any, what: str) -> str:
+    """Serialise ``data`` compactly; raise ``TypeError`` naming ``what`` (never the data)."""
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def encode_session(key: str, data: Session) -> str:
+    """Serialise a session dict, checking it is a dict with JSON-able contents."""
+    if not isinstance(data, dict):
+        raise TypeError(f"session {key!r} must be a dict, not {type(data).__name__}")
+    return encode_json(data, f"session {key!r}")
+
+
+def decode_session(key: str, backend: str, raw: str | bytes) -> Session:
+    """Parse a stored session; anything but a JSON object raises ``CorruptSession``."""
+    if isinstance(raw, bytes):  # json.loads would guess UTF-16/32 from a BOM: be strict
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptSession(key, backend, f"not UTF-8 at byte {exc.start}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CorruptSession(key, backend, f"invalid JSON at char {exc.pos}") from None
+    except RecursionError:
+        raise CorruptSession(key, backend, "nested too deeply") from None
+    if not isinstance(data, dict):
+        raise CorruptSession(key, backend, f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def audit_time(record: AuditRecord, default: float) -> float:
+    """The time an audit record is filed under: ``ended_at``, else ``started_at``, else now."""
+    for field in ("ended_at", "started_at"):
+        value = record.get(field)
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            return float(value)
+    return default
+
+
+def check_audit_record(record: AuditRecord) -> str:
+    """Validate an audit record's shape and return it serialised."""
+    if not isinstance(record, dict):
+        raise TypeError(f"audit record must be a dict, not {type(record).__name__}")
+    key = record.get("key")
+    if not isinstance(key, str) or not key:
+        raise ValueError("audit record needs a non-empty str 'key' (the session key)")
+    return encode_json(record, f"audit record of {key!r}")
+
+
+def check_expected_version(expected_version: int) -> None:
+    """Reject versions that can never match (negative, or not an int)."""
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+        raise TypeError(
+            f"expected_version must be an int, not {type(expected_version).__name__}"
+        )
+    if expected_version < 0:
+        raise ValueError(f"expected_version must be >= 0, got {expected_version}")

@@ -1,0 +1,287 @@
+"""The Redis session store, on ``redis.asyncio`` (several bot instances may share one Redis).
+
+Keys, all under ``prefix`` (default ``"triage:"``):
+
+- ``{prefix}s:{key}``        a string, the versioned JSON ``{"v":N,"t":MS,"data":{...}}``
+  (``t`` = last save, ms since the epoch by the store's clock), with a native TTL
+  (``PX``) reset by every save.
+- ``{prefix}seen:{id}``      ``SET NX PX`` markers for ``mark_update``.
+- ``{prefix}audit``          a sorted set of audit records (member = 32-hex unique id + JSON,
+  score = the record's time), and ``{prefix}audit:k:{key}`` a set indexing the members of
+  one session key, so ``delete(key)`` removes exactly that key's records.
+
+``save`` is a Lua script (GET, compare the version, SET with the TTL) and ``delete`` is a
+Lua script too, so both are atomic across processes. ``load`` also applies the TTL by the
+injected clock (from ``t``), so sessions expire the same way as in the other backends even
+in tests that move the clock; Redis's own expiry removes them for real, so ``expire()``
+has nothing to do and returns 0.
+
+The multi-key ``delete`` script assumes a single Redis (not Cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+from redis.exceptions import (
+    TimeoutError as RedisTimeoutError,
+)
+
+from .base import (
+    DEFAULT_SEEN_TTL_SECONDS,
+    DEFAULT_TTL_SECONDS,
+    AuditRecord,
+    Clock,
+    CorruptSession,
+    Session,
+    StoreClosed,
+    StoreConfigError,
+    StoreError,
+    audit_time,
+    check_audit_record,
+    check_expected_version,
+    decode_session,
+    encode_session,
+)
+
+logger = logging.getLogger(__name__)
+
+BACKEND = "Redis"
+_ID_LEN = 32  # time + random hex in front of each audit member's JSON
+
+# KEYS[1] session key; ARGV: expected version, new value, now (ms), ttl (ms).
+# Returns the new version, 0 on conflict, -1 if the stored value is unreadable.
+_SAVE_LUA = """
+local cur = redis.call('GET', KEYS[1])
+local expected = tonumber(ARGV[1])
+local version = 0
+if cur then
+  local v, t = string.match(cur, '^{"v":(%d+),"t":(%-?%d+),')
+  if not v then return -1 end
+  if tonumber(ARGV[3]) - tonumber(t) <= tonumber(ARGV[4]) then version = tonumber(v) end
+end
+if version ~= expected then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+return expected + 1
+"""
+
+# KEYS: session key, audit sorted set, this key's audit index set.
+_DELETE_LUA = """
+local members = redis.call('SMEMBERS', KEYS[3])
+for i = 1, #members, 500 do
+  redis.call('ZREM', KEYS[2], unpack(members, i, math.min(i + 499, #members)))
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+return #members
+"""
+
+
+def redacted_url(url: str) -> str:
+    """``scheme://host:port`` of a Redis URL, without credentials, db or options."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 6379
+    except ValueError:
+        return f"{url.split('://', 1)[0]}://(unparseable address)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+class RedisStore:
+    """Keep sessions in Redis under a key prefix, with native TTLs and Lua compare-and-set."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "triage:",
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        seen_ttl_seconds: float = DEFAULT_SEEN_TTL_SECONDS,
+        clock: Clock = time.time,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        """Describe the store; the connection is made on first use or ``check()``."""
+        if ttl_seconds <= 0 or seen_ttl_seconds <= 0:
+            raise ValueError("ttl_seconds and seen_ttl_seconds must be positive")
+        self.address = redacted_url(url)
+        self.prefix = prefix
+        self.ttl_seconds = float(ttl_seconds)
+        self.seen_ttl_seconds = float(seen_ttl_seconds)
+        self.clock = clock
+        self._ttl_ms = max(1, round(self.ttl_seconds * 1000))
+        self._seen_ttl_ms = max(1, round(self.seen_ttl_seconds * 1000))
+        try:
+            self._redis: aioredis.Redis = aioredis.Redis.from_url(
+                url,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=connect_timeout,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise StoreConfigError(
+                f"invalid Redis URL {self.address}: {exc}; "
+                f"expected redis://[:password@]host[:port][/db] or rediss://..."
+            ) from None
+        self._save = self._redis.register_script(_SAVE_LUA)
+        self._delete = self._redis.register_script(_DELETE_LUA)
+        self._audit_key = f"{prefix}audit"
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.address!r}, prefix={self.prefix!r})"
+
+    def session_key(self, key: str) -> str:
+        """The Redis key holding session ``key``."""
+        return f"{self.prefix}s:{key}"
+
+    def _client(self) -> aioredis.Redis:
+        if self._closed:
+            raise StoreClosed(f"the Redis session store at {self.address} is closed")
+        return self._redis
+
+    async def load(self, key: str) -> tuple[Session | None, int]:
+        try:
+            raw = await self._client().get(self.session_key(key))
+        except ResponseError as exc:
+            raise _wrong_type(key, exc) from None
+        if raw is None:
+            return None, 0
+        envelope = decode_session(key, BACKEND, raw)
+        version, touched_ms, data = envelope.get("v"), envelope.get("t"), envelope.get("data")
+        if not isinstance(version, int) or not isinstance(touched_ms, int):
+            raise CorruptSession(key, BACKEND, "missing or non-integer version/timestamp")
+        if not isinstance(data, dict):
+            raise CorruptSession(key, BACKEND, "missing session object")
+        if self._now_ms() - touched_ms > self._ttl_ms:
+            return None, 0
+        return data, version
+
+    async def save(self, key: str, data: Session, expected_version: int) -> int | None:
+        check_expected_version(expected_version)
+        text = encode_session(key, data)
+        now_ms = self._now_ms()
+        value = f'{{"v":{expected_version + 1},"t":{now_ms},"data":{text}}}'
+        try:
+            result = await self._save(
+                keys=[self.session_key(key)],
+                args=[expected_version, value, now_ms, self._ttl_ms],
+                client=self._client(),
+            )
+        except ResponseError as exc:
+            raise _wrong_type(key, exc) from None
+        if result == -1:
+            raise CorruptSession(key, BACKEND, "stored value has no readable version")
+        if result == 0:
+            logger.debug("save conflict for %s at expected version %d", key, expected_version)
+            return None
+        return int(result)
+
+    async def delete(self, key: str) -> None:
+        await self._delete(
+            keys=[self.session_key(key), self._audit_key, self._audit_index(key)],
+            args=[],
+            client=self._client(),
+        )
+
+    async def mark_update(self, update_id: int) -> bool:
+        created = await self._client().set(
+            f"{self.prefix}seen:{int(update_id)}", b"1", nx=True, px=self._seen_ttl_ms
+        )
+        return bool(created)
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        text = check_audit_record(record)
+        # 16 hex digits of µs then 16 random ones: ties in score keep the order of adding
+        member = f"{max(0, int(self.clock() * 1e6)):016x}{uuid.uuid4().hex[:16]}{text}"
+        score = audit_time(record, self.clock())
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zadd(self._audit_key, {member: score})
+            pipe.sadd(self._audit_index(record["key"]), member)
+            await pipe.execute()
+
+    async def audit(self, since: float | None = None) -> list[AuditRecord]:
+        low: Any = "-inf" if since is None else since
+        members = await self._client().zrangebyscore(self._audit_key, low, "+inf")
+        try:
+            return [json.loads(member[_ID_LEN:]) for member in members]
+        except ValueError:
+            raise StoreError("an audit record in the Redis store is not valid JSON") from None
+
+    async def expire(self) -> int:
+        self._client()
+        return 0  # Redis expires keys itself (PX on every save, and on seen markers)
+
+    async def check(self) -> None:
+        try:
+            await self._client().ping()
+        except RedisError as exc:
+            raise StoreConfigError(
+                f"cannot reach Redis at {self.address}: {_reason(exc)}"
+            ) from None
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._redis.aclose()
+
+    # --- for tools and benchmarks ---------------------------------------------------------
+
+    async def stored_bytes(self, key: str) -> int | None:
+        """Redis's ``MEMORY USAGE`` of the session's key, or None if absent."""
+        usage = await self._client().memory_usage(self.session_key(key))
+        return None if usage is None else int(usage)
+
+    def _audit_index(self, key: str) -> str:
+        return f"{self.prefix}audit:k:{key}"
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+def _wrong_type(key: str, exc: ResponseError) -> Exception:
+    """A ``CorruptSession`` if the session key holds a non-string; else ``exc`` itself."""
+    if "WRONGTYPE" in str(exc):
+        return CorruptSession(key, BACKEND, "the Redis key holds a non-string value")
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    """A short lower-case reason for a failed connection (no addresses, no secrets)."""
+    if isinstance(exc, AuthenticationError):
+        return "authentication failed (check the password in the URL)"
+    if isinstance(exc, ResponseError) and "NOAUTH" in str(exc):
+        return "authentication required (add the password to the URL)"
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "host name not found"
+        if isinstance(seen, TimeoutError | RedisTimeoutError):
+            return "timed out"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, RedisConnectionError):
+        return " ".join(str(exc).split()) or "connection failed"
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,1 @@
+"""Tests of bot.storage: one contract suite run against every backend."""

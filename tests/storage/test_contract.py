@@ -1,0 +1,327 @@
+"""The SessionStore contract, run against every backend (memory, SQLite file, real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.storage import CorruptSession, SessionStore, StoreClosed
+
+from .backends import Backend, FakeClock
+from .workers import increment_worker
+
+KEY = "tg:12345"
+DAY = 24 * 3600.0
+
+SESSION: dict[str, Any] = {
+    "flow": "back-pain@3",
+    "state": "q_red_flags",
+    "facts": {"age": 54, "pain_score": 7.5, "numbness": True, "onset": None, "name": "Zoë ✓"},
+    "history": [{"node": "q_age", "answer": "54"}, {"node": "q_pain", "answer": [1, 2]}],
+    "empty": {},
+}
+
+
+async def test_store_satisfies_the_protocol(backend: Backend) -> None:
+    assert isinstance(backend.make(), SessionStore)
+
+
+async def test_missing_session_loads_as_none_and_version_zero(backend: Backend) -> None:
+    assert await backend.make().load(KEY) == (None, 0)
+
+
+async def test_round_trip_and_versions_count_up(backend: Backend) -> None:
+    store = backend.make()
+    assert await store.save(KEY, SESSION, 0) == 1
+    assert await store.load(KEY) == (SESSION, 1)
+    changed = {**SESSION, "state": "q_bladder"}
+    assert await store.save(KEY, changed, 1) == 2
+    assert await store.load(KEY) == (changed, 2)
+    assert await store.load("tg:other") == (None, 0)
+
+
+async def test_loaded_session_is_a_copy(backend: Backend) -> None:
+    store = backend.make()
+    await store.save(KEY, {"facts": {"age": 54}}, 0)
+    data, _ = await store.load(KEY)
+    assert data is not None
+    data["facts"]["age"] = 99
+    assert await store.load(KEY) == ({"facts": {"age": 54}}, 1)
+
+
+async def test_save_with_a_stale_or_wrong_version_is_a_conflict(backend: Backend) -> None:
+    store = backend.make()
+    assert await store.save(KEY, {"n": 1}, 5) is None  # absent: only 0 matches
+    assert await store.save(KEY, {"n": 1}, 0) == 1
+    assert await store.save(KEY, {"n": 2}, 0) is None  # exists: 0 no longer matches
+    assert await store.save(KEY, {"n": 2}, 2) is None
+    assert await store.load(KEY) == ({"n": 1}, 1)
+
+
+async def test_two_writers_with_the_same_expected_version_exactly_one_wins(
+    backend: Backend,
+) -> None:
+    first, second = backend.make(), backend.make()
+    for expected in (0, 1):
+        results = await asyncio.gather(
+            first.save(KEY, {"writer": "first"}, expected),
+            second.save(KEY, {"writer": "second"}, expected),
+        )
+        assert sorted(results, key=str) == sorted([expected + 1, None], key=str)
+        winner = "first" if results[0] is not None else "second"
+        assert await first.load(KEY) == ({"writer": winner}, expected + 1)
+        assert await second.load(KEY) == ({"writer": winner}, expected + 1)
+
+
+async def _increment(store: SessionStore, times: int) -> int:
+    """Add 1 ``times`` times with re-read-and-retry; return how many conflicts it hit."""
+    done = conflicts = 0
+    while done < times:
+        data, version = await store.load(KEY)
+        count = data["count"] if data else 0
+        await asyncio.sleep(0)  # let the other tasks read the same version
+        if await store.save(KEY, {"count": count + 1}, version) is None:
+            conflicts += 1
+        else:
+            done += 1
+    return conflicts
+
+
+async def test_concurrent_increments_from_many_tasks_lose_nothing(backend: Backend) -> None:
+    stores = [backend.make(), backend.make()]
+    conflicts = await asyncio.gather(*(_increment(stores[i % 2], 10) for i in range(10)))
+    assert await stores[0].load(KEY) == ({"count": 100}, 100)
+    assert sum(conflicts) > 0  # the tasks really did race
+
+
+async def test_concurrent_increments_from_two_processes_lose_nothing(backend: Backend) -> None:
+    if backend.setting is None:
+        pytest.skip(f"the {backend.name} store lives in one process")
+    prefix = getattr(backend, "prefix", "")
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    times = 100
+    workers = [
+        context.Process(
+            target=increment_worker, args=(backend.setting, prefix, KEY, times, barrier, results)
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        outcomes = [await asyncio.to_thread(results.get, True, 60) for _ in workers]
+    finally:
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 10)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert [done for done, _ in outcomes] == [times, times]
+    assert await backend.make().load(KEY) == ({"count": 2 * times}, 2 * times)
+
+
+async def test_mark_update_is_true_only_the_first_time(backend: Backend) -> None:
+    store = backend.make()
+    assert await store.mark_update(1001) is True
+    assert await store.mark_update(1001) is False
+    assert await store.mark_update(1002) is True
+    assert await backend.make().mark_update(1001) is False
+
+
+async def test_mark_update_is_atomic_under_concurrency(backend: Backend) -> None:
+    stores = [backend.make(), backend.make()]
+    marks = await asyncio.gather(*(stores[i % 2].mark_update(777) for i in range(30)))
+    assert marks.count(True) == 1
+
+
+async def test_mark_update_forgets_after_its_ttl(backend: Backend) -> None:
+    clock = FakeClock()
+    if backend.real_time_markers:  # Redis expires markers by its own clock
+        store = backend.make(clock=clock, seen_ttl_seconds=0.05)
+        assert await store.mark_update(42) is True
+        await asyncio.sleep(0.12)
+    else:
+        store = backend.make(clock=clock)
+        assert await store.mark_update(42) is True
+        clock.advance(DAY - 1)
+        assert await store.mark_update(42) is False
+        clock.advance(2)
+    assert await store.mark_update(42) is True
+    assert await store.mark_update(42) is False
+
+
+async def test_delete_removes_the_session_and_its_audit_only(backend: Backend) -> None:
+    store = backend.make()
+    await store.save(KEY, SESSION, 0)
+    await store.save("tg:other", {"keep": True}, 0)
+    await store.add_audit({"key": KEY, "started_at": 10.0, "ended_at": 20.0, "outcome": "gp"})
+    await store.add_audit({"key": "tg:other", "started_at": 11.0, "ended_at": 21.0})
+    await store.add_audit({"key": KEY, "started_at": 30.0, "ended_at": 40.0, "outcome": "er"})
+    await store.mark_update(5)
+
+    await store.delete(KEY)
+
+    assert await store.load(KEY) == (None, 0)
+    assert await store.load("tg:other") == ({"keep": True}, 1)
+    assert await store.audit() == [{"key": "tg:other", "started_at": 11.0, "ended_at": 21.0}]
+    await store.delete(KEY)  # deleting what is not there is fine
+    await store.delete("tg:never")
+    assert await store.save(KEY, {"fresh": 1}, 0) == 1
+
+
+async def test_audit_returns_records_since_a_time_oldest_first(backend: Backend) -> None:
+    store = backend.make()
+    late = {"key": "tg:1", "started_at": 100.0, "ended_at": 300.0, "outcome": "routine"}
+    early = {"key": "tg:2", "started_at": 50.0, "ended_at": 150.0, "outcome": "urgent"}
+    open_ = {"key": "tg:3", "started_at": 200.0}
+    for record in (late, early, open_):
+        await store.add_audit(record)
+    assert await store.audit() == [early, open_, late]
+    assert await store.audit(since=150.0) == [early, open_, late]
+    assert await store.audit(since=150.5) == [open_, late]
+    assert await store.audit(since=300.5) == []
+
+
+async def test_identical_audit_records_are_all_kept(backend: Backend) -> None:
+    store = backend.make()
+    record = {"key": KEY, "started_at": 1.0, "ended_at": 2.0}
+    await store.add_audit(record)
+    await store.add_audit(record)
+    assert await store.audit() == [record, record]
+
+
+async def test_audit_record_needs_a_key(backend: Backend) -> None:
+    store = backend.make()
+    with pytest.raises(ValueError, match=r"^audit record needs a non-empty str 'key'"):
+        await store.add_audit({"started_at": 1.0})
+
+
+async def test_ttl_hides_an_inactive_session_and_expire_deletes_it(backend: Backend) -> None:
+    clock = FakeClock()
+    store = backend.make(clock=clock, ttl_seconds=1000)
+    await store.save(KEY, {"n": 1}, 0)
+    await store.save("tg:recent", {"n": 1}, 0)
+    clock.advance(999)
+    assert await store.load(KEY) == ({"n": 1}, 1)  # still there; loading refreshes nothing
+    assert await store.save("tg:recent", {"n": 2}, 1) == 2  # saving does
+    clock.advance(2)
+    assert await store.load(KEY) == (None, 0)  # hidden before expire() runs
+    assert await store.load("tg:recent") == ({"n": 2}, 2)
+
+    removed = await store.expire()
+    assert removed == (0 if backend.name == "redis" else 1)  # Redis expires keys itself
+    assert await store.load(KEY) == (None, 0)
+    assert await store.load("tg:recent") == ({"n": 2}, 2)
+    assert await store.expire() == 0
+
+
+async def test_expired_session_counts_as_absent_for_save(backend: Backend) -> None:
+    clock = FakeClock()
+    store = backend.make(clock=clock, ttl_seconds=1000)
+    await store.save(KEY, {"old": True}, 0)
+    clock.advance(1001)
+    assert await store.save(KEY, {"old": True}, 1) is None  # the old version is gone
+    assert await store.save(KEY, {"new": True}, 0) == 1
+    assert await store.load(KEY) == ({"new": True}, 1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"not json', "invalid JSON"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"[1, 2, 3]", "expected a JSON object, got list"),
+    ],
+)
+async def test_corrupt_stored_data_raises_corrupt_session(
+    backend: Backend, raw: bytes, reason: str
+) -> None:
+    store = backend.make()
+    await store.save(KEY, SESSION, 0)
+    await backend.corrupt(KEY, raw)
+    with pytest.raises(CorruptSession) as caught:
+        await store.load(KEY)
+    message = str(caught.value)
+    assert message.startswith(f"stored session '{KEY}' in the ")
+    assert message.endswith("; delete it to start the conversation over")
+    if not (backend.name == "memory" and reason == "not UTF-8"):  # memory holds text
+        assert reason in message
+    assert caught.value.key == KEY
+    assert "garbage" not in message and "not json" not in message  # no contents
+
+    await store.delete(KEY)
+    assert await store.load(KEY) == (None, 0)
+    assert await store.save(KEY, SESSION, 0) == 1
+
+
+async def test_save_refuses_data_that_is_not_json(backend: Backend) -> None:
+    store = backend.make()
+    await store.save(KEY, {"ok": 1}, 0)
+    with pytest.raises(TypeError, match=r"^session 'tg:12345' is not JSON-serialisable: "):
+        await store.save(KEY, {"when": {1, 2}}, 1)
+    with pytest.raises(TypeError, match=r"^session 'tg:12345' is not JSON-serialisable: "):
+        await store.save(KEY, {"score": float("nan")}, 1)
+    with pytest.raises(TypeError, match=r"^session 'tg:12345' must be a dict, not list$"):
+        await store.save(KEY, [1], 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^expected_version must be >= 0, got -1$"):
+        await store.save(KEY, {}, -1)
+    assert await store.load(KEY) == ({"ok": 1}, 1)
+
+
+async def test_check_passes_on_a_usable_store(backend: Backend) -> None:
+    await backend.make().check()
+
+
+async def test_store_cannot_be_used_after_close(backend: Backend) -> None:
+    store = backend.make()
+    await store.save(KEY, {"n": 1}, 0)
+    await store.close()
+    with pytest.raises(StoreClosed, match=r"session store.* is closed$"):
+        await store.load(KEY)
+    await store.close()  # closing twice is fine
+    assert await backend.make().load(KEY) == ({"n": 1}, 1)  # the data outlives the handle
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=8), key=st.text(min_size=1))
+async def test_any_json_object_round_trips_exactly(
+    backend: Backend, data: dict[str, Any], key: str
+) -> None:
+    store = backend.stores[0] if backend.stores else backend.make()
+    await store.delete(key)
+    assert await store.save(key, data, 0) == 1
+    loaded, version = await store.load(key)
+    assert version == 1
+    assert json.dumps(loaded) == json.dumps(data)  # same types, values and key order
+
+
+async def test_audit_records_filed_at_the_same_time_keep_their_order(backend: Backend) -> None:
+    clock = FakeClock()
+    store = backend.make(clock=clock)
+    records = [{"key": f"tg:{i}", "ended_at": 7.0, "n": i} for i in range(5)]
+    for record in records:
+        clock.advance(0.001)
+        await store.add_audit(record)
+    assert await store.audit() == records
