@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from transitions import EventData, Machine
+from transitions import Machine
 
 from bot.flow.model import Flow, Option, Outcome, Question
 
@@ -78,37 +78,47 @@ NOTICES: dict[str, dict[str, str]] = {
 
 
 class FlowMachine:
-    """The state machine of one flow version (built once, shared by every conversation)."""
+    """The state machine of one flow version (built once, shared by every conversation).
+
+    Each edge of the flow graph (an option's own `next`, a route, a question's `next`) is a
+    transition; its trigger is named after the destination ("to_<n>"), so the machine has one
+    trigger per step and refuses a move along an edge the flow does not have. Which edge an
+    answer takes is decided by the question's routes (first match, our compiled conditions).
+    """
 
     def __init__(self, flow: Flow):
         self.flow = flow
         self.machine = Machine(model=None, states=list(flow.steps), initial=flow.start,
-                               auto_transitions=False, send_event=True)
+                               auto_transitions=False, send_event=False)
+        index = {sid: i for i, sid in enumerate(flow.steps)}
+        sources: dict[str, set[str]] = {}
         for q in flow.steps.values():
             if isinstance(q, Question):
-                self._add(q)
-        self.advance = self.machine.events.get("advance")
+                for target, _, _ in q.successors():
+                    sources.setdefault(target, set()).add(q.id)
+        self.triggers: dict[str, Any] = {}
+        for target, srcs in sources.items():
+            name = f"to_{index[target]}"
+            self.machine.add_transition(name, list(sorted(srcs)), target)
+            self.triggers[target] = self.machine.events[name]
+        self._views: dict[tuple[str, str], QuestionView] = {}
 
-    def _add(self, q: Question) -> None:
-        add = self.machine.add_transition
-        for o in q.options:
-            if o.next:
-                add("advance", q.id, o.next, conditions=[_option_is(o.index)])
-        for r in q.routes:
-            conds = [_holds(r.cond)] if r.cond is not None else []
-            add("advance", q.id, r.go, conditions=conds, after=[_record_rule(r.rule)])
-        if q.next and not (q.routes and q.routes[-1].cond is None):
-            add("advance", q.id, q.next, after=[_record_rule(None)])
-
-    def move(self, step: str, option: int | None, get: Callable[[str], Any]) -> tuple[str, str | None]:
+    def move(self, step: str, option: int | None, get: Callable[[str], Any]
+             ) -> tuple[str, str | None]:
         """Take the answer's route from step, through any decisions: (new step, rule)."""
+        steps = self.flow.steps
         cursor = _Cursor(step)
         rule: str | None = None
-        for _ in range(len(self.flow.steps) + 1):
-            if self.advance is None or not self.advance.trigger(cursor, option=option, get=get):
+        for _ in range(len(steps) + 1):
+            q = steps[cursor.state]
+            assert isinstance(q, Question)
+            opt = q.options[option] if option is not None and q.kind == "choice" else None
+            target, route_rule = q.route(opt, get)
+            if target is None or target not in self.triggers:
                 raise RuntimeError(f"no route out of step {cursor.state!r}")
-            rule = cursor.rule or rule
-            nxt = self.flow.steps[cursor.state]
+            self.triggers[target].trigger(cursor)  # the machine checks the edge exists
+            rule = route_rule or rule
+            nxt = steps[cursor.state]
             if not (isinstance(nxt, Question) and nxt.kind == "decision"):
                 return cursor.state, rule
             option = None
@@ -116,29 +126,12 @@ class FlowMachine:
 
 
 class _Cursor:
-    __slots__ = ("state", "rule")
+    """What the machine moves: a plain object holding only the state (never attached)."""
+
+    __slots__ = ("state",)
 
     def __init__(self, state: str):
         self.state = state
-        self.rule: str | None = None
-
-
-def _option_is(index: int) -> Callable[[EventData], bool]:
-    def check(ev: EventData) -> bool:
-        return bool(ev.kwargs.get("option") == index)
-    return check
-
-
-def _holds(cond: Any) -> Callable[[EventData], bool]:
-    def check(ev: EventData) -> bool:
-        return cond(ev.kwargs["get"]) is True
-    return check
-
-
-def _record_rule(rule: str | None) -> Callable[[EventData], None]:
-    def record(ev: EventData) -> None:
-        ev.model.rule = rule
-    return record
 
 
 class Engine:
@@ -214,7 +207,7 @@ class Engine:
         logger.info("session on gone flow version %s restarted", s.flow_hash)
         lang = s.lang
         fresh = self.new_session(lang)
-        for f in Session.__slots__:  # type: ignore[attr-defined]
+        for f in Session.__slots__:
             setattr(s, f, getattr(fresh, f))
         s.meta["restarted"] = True
         return new
@@ -227,7 +220,14 @@ class Engine:
             notices.append(self._notice("restarted_sorry", s.lang))
             reply = self._start(s, self.current, notices)
         else:
-            reply = self._dispatch(s, fm, inp, notices)
+            try:
+                reply = self._dispatch(s, fm, inp, notices)
+            except (KeyError, IndexError, TypeError, ValueError, AssertionError):
+                # stored data this flow cannot follow (edited by hand, or corrupted)
+                logger.exception("session could not be continued: starting again")
+                s = self.new_session(s.lang)
+                reply = self._start(s, self.current,
+                                    [self._notice("restarted_sorry", s.lang)])
         s.updated = self.clock()
         return s.to_dict(), reply
 
@@ -454,13 +454,21 @@ class Engine:
                      bool(s.history), s.lang)
 
     def _question_view(self, flow: Flow, q: Question, s: Session) -> QuestionView:
-        lang = s.lang
+        if q.kind == "checklist" and s.ticks:
+            return self._build_view(flow, q, s.lang, set(s.ticks))
+        fm = self.versions.get(flow.hash) or self.current
+        key = (q.id, s.lang)
+        view = fm._views.get(key)
+        if view is None:
+            view = fm._views[key] = self._build_view(flow, q, s.lang, set())
+        return view
+
+    def _build_view(self, flow: Flow, q: Question, lang: str, ticks: set[int]) -> QuestionView:
         opts: list[OptionView] = []
         if q.kind == "choice":
             opts = [OptionView(o.index + 1, self._fmt(flow.text(o.label, lang)), "a", o.index)
                     for o in q.options]
         elif q.kind == "checklist":
-            ticks = set(s.ticks)
             opts = [OptionView(o.index + 1, self._fmt(flow.text(o.label, lang)), "t", o.index,
                                o.index in ticks) for o in q.options]
             n = len(opts)
@@ -473,5 +481,5 @@ class Engine:
 
 
 def _copy(src: Session, dst: Session) -> None:
-    for f in Session.__slots__:  # type: ignore[attr-defined]
+    for f in Session.__slots__:
         setattr(dst, f, getattr(src, f))

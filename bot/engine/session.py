@@ -45,17 +45,19 @@ class Session:
 
     @classmethod
     def from_dict(cls, data: Any) -> Session:
+        """Restore from stored data (taken over, not copied: pass a fresh dict)."""
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise BadSession("not a session of this version")
         try:
-            return cls(
-                flow_id=str(data["flow"]), flow_hash=str(data["hash"]), lang=str(data["lang"]),
-                step=data.get("step"), facts=dict(data.get("facts") or {}),
-                history=list(data.get("history") or []), ticks=list(data.get("ticks") or []),
-                misses=int(data.get("misses") or 0), rule=data.get("rule"),
-                started=float(data.get("started") or 0), updated=float(data.get("updated") or 0),
-                backs=int(data.get("backs") or 0), updates=list(data.get("updates") or []),
-                meta=dict(data.get("meta") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadSession(f"unreadable session: {type(exc).__name__}") from exc
+            s = cls(str(data["flow"]), str(data["hash"]), str(data["lang"]), data.get("step"),
+                    data["facts"], data["history"], data["ticks"], data["misses"],
+                    data.get("rule"), data["started"], data["updated"], data["backs"],
+                    data["updates"], data["meta"])
+        except KeyError as exc:
+            raise BadSession(f"session without {exc}") from exc
+        if not (isinstance(s.facts, dict) and isinstance(s.history, list)
+                and isinstance(s.ticks, list) and isinstance(s.meta, dict)
+                and isinstance(s.updates, list) and isinstance(s.misses, int)
+                and isinstance(s.backs, int) and (s.step is None or isinstance(s.step, str))):
+            raise BadSession("session with fields of the wrong type")
+        return s

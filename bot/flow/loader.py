@@ -139,8 +139,8 @@ class _Builder:
                         and isinstance(path[i + 1], int):
                     words.append(f"{part[:-1] if part != 'cases' else 'case'} "
                                  f"{int(path[i + 1]) + 1}")
-                    node = child[path[i + 1]] if isinstance(child, list) \
-                        and int(path[i + 1]) < len(child) else None
+                    k = int(path[i + 1])
+                    node = child[k] if isinstance(child, list) and k < len(child) else None
                     i += 2
                     continue
                 words.append(f"'{part}'")
@@ -173,13 +173,10 @@ class _Builder:
         node: Any = self._get(base)
         out: list[Any] = []
         for part in loc:
-            if isinstance(node, dict) and part in node:
+            if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
                 out.append(part)
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                node = node[part]
-                out.append(part)
-            elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
+            elif isinstance(node, dict) and isinstance(part, str) and out[-1:] != [part]:
                 # a missing key or an unknown key: keep it, stop walking
                 if part in {"str", "int", "float", "bool", "list", "dict", "none"} or "[" in part:
                     continue
@@ -191,7 +188,7 @@ class _Builder:
         node = self.src.data
         for part in path:
             if isinstance(node, dict):
-                node = node.get(part)  # type: ignore[arg-type]
+                node = node.get(part)
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:

@@ -134,7 +134,8 @@ class Computed:
 
     @property
     def reads(self) -> set[str]:
-        conds = [self.when] if self.when else list(self.count) + [c for c, _ in self.cases if c]
+        conds: list[Condition] = [self.when] if self.when else \
+            list(self.count) + [c for c, _ in self.cases if c]
         return set().union(*(c.reads for c in conds if c)) if conds else set()
 
     def compute(self, get: Lookup) -> Any:
@@ -148,10 +149,10 @@ class Computed:
                     return None
                 total += bool(v)
             return total
-        for cond, value in self.cases:
-            if cond is None:
+        for case_if, value in self.cases:
+            if case_if is None:
                 return value
-            v = cond(get)
+            v = case_if(get)
             if v is None:
                 return None
             if v:

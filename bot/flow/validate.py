@@ -320,17 +320,16 @@ class Checker:
             elif opt.range is not None:
                 self.err(opath + ("range",), f"{self.b.where(opath)}: 'range' is only for "
                          f"number facts; '{spec.name}' is {spec.describe()}: use 'value:'")
-            elif opt.value is not None:
-                if self.value(spec, opt.value, opath + ("value",)):
-                    key = (type(opt.value).__name__, opt.value)
-                    other = q.options[seen[key]] if key in seen else None
-                    if other is not None and other.sets == opt.sets and other.next == opt.next:
-                        shown = ("yes" if opt.value else "no") if isinstance(opt.value, bool) \
-                            else opt.value
-                        self.warn(opath + ("value",), f"{self.b.where(opath)} and option "
-                                  f"{seen[key] + 1} stand for the same value '{shown}' and do "
-                                  "the same; remove one")
-                    seen[key] = j
+            elif opt.value is not None and self.value(spec, opt.value, opath + ("value",)):
+                key = (type(opt.value).__name__, opt.value)
+                other = q.options[seen[key]] if key in seen else None
+                if other is not None and other.sets == opt.sets and other.next == opt.next:
+                    shown = ("yes" if opt.value else "no") if isinstance(opt.value, bool) \
+                        else opt.value
+                    self.warn(opath + ("value",), f"{self.b.where(opath)} and option "
+                              f"{seen[key] + 1} stand for the same value '{shown}' and do "
+                              "the same; remove one")
+                seen[key] = j
             if opt.value is None and opt.range is None and opt.next is None:
                 self.err(opath, f"{self.b.where(opath)} fills nothing and goes nowhere; give "
                          "it a 'value' (or 'range'), or a 'next' step")
@@ -475,8 +474,12 @@ class Checker:
         edges = self.edges()
         roots = [flow.start] + [it.go for it in flow.interrupts if it.go in flow.steps]
         reached = _reach(roots, edges)
+        # A link to a step that does not exist is reported where it is; the steps it cuts
+        # off or strands would only repeat it, so they are not reported again.
+        broken = {sid for sid, step in flow.steps.items() if isinstance(step, Question)
+                  and any(t not in flow.steps for t, _, _ in step.successors())}
         for sid in flow.steps:
-            if sid not in reached:
+            if sid not in reached and not broken:
                 self.warn(self.paths[sid], f"{self.b.where(self.paths[sid])} can never be "
                           f"reached from '{flow.start}'; link it with 'next'/'go', or remove it")
         # steps from which no outcome can be reached (reverse reachability)
@@ -491,7 +494,8 @@ class Checker:
             return False
         finishing = _reach(outcomes, rev)
         ok = True
-        stuck = [s for s in flow.steps if s not in finishing and s in reached]
+        stuck = [s for s in flow.steps if s not in finishing and s in reached
+                 and not (_reach([s], edges) & broken)]
         reported: set[str] = set()
         for s in stuck:
             if s in reported:
@@ -507,7 +511,7 @@ class Checker:
                 self.err(self.paths[s], f"from {self.b.where(self.paths[s])} no outcome can be "
                          "reached; route it on to an outcome")
             ok = False
-        return ok
+        return ok and not broken
 
     def check_filled(self) -> None:
         """A fact read by a condition must be filled on every path that reaches it."""
@@ -532,11 +536,11 @@ class Checker:
         for sid, step in flow.steps.items():
             if not isinstance(step, Question) or sid not in reached:
                 continue
-            for fills, routes_path in self.route_contexts(step, filled_in[sid]):
+            for known, routes_path in self.route_contexts(step, filled_in[sid]):
                 for j, r in enumerate(step.routes):
                     if r.cond is None:
                         continue
-                    missing = sorted(self.expand(r.cond.reads) - fills
+                    missing = sorted(self.expand(r.cond.reads) - known
                                      - _tick_tests(step, r.cond, self.flow))
                     for fact in missing:
                         trail = self.path_without(fact, sid)
