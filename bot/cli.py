@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=str(SCHEMA_PATH))
     s.add_argument("--check", action="store_true", help="fail if the file is out of date")
     s.set_defaults(func=cmd_schema)
+    from bot.staff.commands import add_staff_commands
+
+    add_staff_commands(sub)
     r = sub.add_parser("run", help="run the bot (Telegram, or the console without a token)")
     r.add_argument("--lang")
     r.set_defaults(func=cmd_run)

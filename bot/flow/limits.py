@@ -9,7 +9,8 @@ MAX_CALLBACK_BYTES = 64
 MAX_MESSAGE_CHARS = 4096
 MAX_CALLBACK_ANSWER_CHARS = 200
 HASH_CHARS = 8
-ACTIONS = ("a", "t", "d", "n")  # answer, toggle (checklist), done, none of these
+ACTIONS = ("a", "t", "d", "n", "b", "r")
+# a: answer, t: toggle a checklist box, d: done, n: none of these, b: back, r: start again
 
 
 def button_data(action: str, flow_hash: str, step: str, option: int = 0) -> str:

@@ -1,0 +1,1 @@
+"""Channels: console and Telegram, plus the conversation service they share."""

@@ -1,0 +1,592 @@
+"""The Telegram channel: python-telegram-bot's Application in polling or webhook mode.
+
+Every update goes through one handler. Updates of different chats run concurrently; updates
+of one chat strictly in order (`PerChatProcessor`). Sessions live in our own store, read fresh
+for each update (PTB's persistence is not used: it is not safe for several processes).
+Logs carry update ids, hashed chat ids, states and timings, never message text or answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeDefault,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor, ContextTypes, TypeHandler
+
+from bot.channels.service import ConversationService, StepResult, pseudonym
+from bot.engine import Back, Choose, Engine, Input, Restart, SetLanguage, Start, Text
+from bot.engine.io import Reply
+from bot.flow.limits import MAX_CALLBACK_ANSWER_CHARS, parse_button_data
+from bot.settings import Settings
+
+from .metrics import Metrics
+from .render import Out, answered_text, esc, question_text, render
+from .texts import COMMANDS, t
+
+logger = logging.getLogger(__name__)
+
+NETWORK_RETRIES = (0.5, 1.0, 2.0)
+
+
+class PerChatProcessor(BaseUpdateProcessor):
+    """Concurrent across chats, strictly in order within one chat (a FIFO lock per chat)."""
+
+    def __init__(self, max_concurrent_updates: int = 256):
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self._waiting: dict[Any, int] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = None
+        if isinstance(update, Update) and update.effective_chat is not None:
+            key = update.effective_chat.id
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+                self._locks.pop(key, None)
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+class TelegramBot:
+    """Turns Telegram updates into engine inputs and engine replies into messages."""
+
+    def __init__(self, settings: Settings, engine: Engine, service: ConversationService,
+                 metrics: Metrics | None = None,
+                 reload: Callable[[], Awaitable[str]] | None = None,
+                 handoff: Any | None = None):
+        self.settings = settings
+        self.engine = engine
+        self.service = service
+        self.metrics = metrics or Metrics()
+        self.reload = reload
+        self.handoff = handoff
+        self._blocked: OrderedDict[int, None] = OrderedDict()
+        self.app: Application[Any, Any, Any, Any, Any, Any] | None = None
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        s = self.settings
+        assert s.token, "TELEGRAM_BOT_TOKEN is needed"
+        builder = (Application.builder().token(s.token)
+                   .concurrent_updates(PerChatProcessor(256))
+                   .rate_limiter(AIORateLimiter(max_retries=3))
+                   .connection_pool_size(64)
+                   .pool_timeout(10.0))
+        if s.base_url:
+            builder = builder.base_url(s.base_url).base_file_url(
+                s.base_url.replace("/bot", "/file/bot", 1))
+        app = builder.build()
+        app.add_handler(TypeHandler(Update, self.on_update))
+        app.add_error_handler(self.on_error)
+        self.app = app
+        return app
+
+    async def set_commands(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Set the command menu, per language."""
+        for lang, commands in COMMANDS.items():
+            try:
+                await app.bot.set_my_commands(
+                    [BotCommand(c, d) for c, d in commands], scope=BotCommandScopeDefault(),
+                    language_code=None if lang == "en" else lang)
+            except TelegramError as exc:
+                logger.warning("could not set the %s command menu: %s", lang, exc)
+
+    # -- one update --------------------------------------------------------------------------
+    async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        started = time.perf_counter()
+        chat = update.effective_chat
+        kind = _kind(update)
+        self.metrics.update(kind)
+        if chat is None or update.channel_post or update.edited_channel_post:
+            return  # nothing private to answer
+        if chat.type != ChatType.PRIVATE:
+            if update.message is not None:
+                await self._send_plain(chat.id, t("group", self._user_lang(update) or "en"))
+            return
+        key = f"tg:{chat.id}"
+        try:
+            await self._private(update, key)
+        except Exception:
+            self.metrics.error("handler")
+            logger.exception("update %s for chat %s failed", update.update_id,
+                             pseudonym(key, self.settings.pseudonym_key))
+            await self._apologise(update, key)
+        finally:
+            self.metrics.latency(time.perf_counter() - started)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        err = context.error
+        self.metrics.error(type(err).__name__ if err else "unknown")
+        logger.error("error outside a handler: %s", type(err).__name__ if err else err)
+
+    def _user_lang(self, update: Update) -> str | None:
+        user = update.effective_user
+        code = (user.language_code or "")[:2].lower() if user else ""
+        return code if code in self.engine.flow.languages else None
+
+    async def _private(self, update: Update, key: str) -> None:
+        lang = self._user_lang(update)
+        uid = update.update_id
+        chat_id = update.effective_chat.id  # type: ignore[union-attr]
+        if update.callback_query is not None:
+            await self._callback(update, key, lang)
+            return
+        if update.edited_message is not None:
+            await self._note_and_view(chat_id, key, "edited", lang)
+            return
+        msg = update.message
+        if msg is None:
+            return
+        if msg.text is None:
+            if self.handoff is not None and msg.contact is not None and \
+                    await self.handoff.on_contact(self, update, key):
+                return
+            await self._note_and_view(chat_id, key, "not_text", lang)
+            return
+        text = msg.text
+        if text.startswith("/"):
+            await self._command(update, key, text, lang)
+            return
+        if self.handoff is not None and await self.handoff.on_text(self, update, key):
+            return
+        await self._step(chat_id, key, Text(text), uid, lang)
+
+    async def _command(self, update: Update, key: str, text: str, lang: str | None) -> None:
+        chat_id = update.effective_chat.id  # type: ignore[union-attr]
+        uid = update.update_id
+        name = text.split()[0][1:].split("@")[0].lower()
+        data, _ = await self.service.load(key)
+        slang = (data or {}).get("lang") or lang or self.engine.flow.default_language
+        if name == "start":
+            step = (data or {}).get("step")
+            in_progress = bool(step and (data or {}).get("history")) and not self._is_outcome(
+                data or {})
+            if in_progress:
+                await self._send(chat_id, [Out(esc(t("confirm_restart", slang)),
+                                               _buttons([(t("yes_start_over", slang), "x|restart"),
+                                                         (t("no_continue", slang), "x|continue")]))])
+                return
+            await self._step(chat_id, key, Start(lang), uid, lang)
+        elif name == "back":
+            await self._step(chat_id, key, Back(), uid, lang)
+        elif name == "restart":
+            await self._step(chat_id, key, Restart(), uid, lang)
+        elif name == "help":
+            await self._note_and_view(chat_id, key, "help", slang)
+        elif name == "language":
+            await self._send(chat_id, [Out(esc(t("choose_language", slang)), _buttons(
+                [("English", "l|en"), ("Español", "l|es")]))])
+        elif name == "privacy":
+            s = self.settings
+            text_ = t("privacy", slang).format(session_days=s.session_ttl // 86400,
+                                               audit_days=s.audit_ttl // 86400,
+                                               handoff_days=s.handoff_ttl // 86400)
+            await self._send(chat_id, [Out(esc(text_))])
+        elif name == "forget":
+            await self._send(chat_id, [Out(esc(t("forget_confirm", slang)), _buttons(
+                [(t("forget_yes", slang), "f|yes"), (t("forget_no", slang), "f|no")]))])
+        elif name == "reload" and self.reload is not None and update.effective_user is not None \
+                and update.effective_user.id in self.settings.admin_ids:
+            result = await self.reload()
+            await self._send(chat_id, [Out(esc(result))])
+        else:
+            await self._note_and_view(chat_id, key, "unknown_command", slang)
+
+    async def _callback(self, update: Update, key: str, lang: str | None) -> None:
+        cq = update.callback_query
+        assert cq is not None
+        chat_id = update.effective_chat.id  # type: ignore[union-attr]
+        data = cq.data or ""
+        uid = update.update_id
+        msg_id = cq.message.message_id if cq.message is not None else None
+        parsed = parse_button_data(data)
+        if parsed is not None:
+            action, fhash, step, option = parsed
+            if action in ("b", "r"):
+                stored, _ = await self.service.load(key)
+                current = (stored or {}).get("step")
+                if current != step or not str((stored or {}).get("hash", "")).startswith(fhash):
+                    await self._stale(cq, chat_id, key, lang, msg_id)
+                    return
+                await self._answer_cq(cq)
+                await self._step(chat_id, key, Back() if action == "b" else Restart(), uid,
+                                 lang, tapped=msg_id)
+                return
+            inp: Input = Choose(step, option, action, fhash)
+            res = await self.service.step(key, inp, update_id=uid, lang=lang)
+            if not res.reply.changed and not res.duplicate:
+                await self._stale(cq, chat_id, key, lang, msg_id, res)
+                return
+            await self._answer_cq(cq)
+            if action == "t" and res.reply.question is not None and msg_id is not None \
+                    and res.reply.answered is None and not res.duplicate:
+                outs = render(res.reply, res.session.get("hash", ""))
+                await self._edit_markup(chat_id, msg_id, outs[-1].markup)
+                return
+            await self._deliver(chat_id, key, res, uid, tapped=msg_id)
+            return
+        meta = data.split("|")
+        if meta[:1] == ["x"] and meta[1:] in (["restart"], ["continue"]):
+            await self._answer_cq(cq)
+            await self._remove_buttons(chat_id, msg_id)
+            if meta[1] == "restart":
+                await self._step(chat_id, key, Restart(), uid, lang)
+            else:
+                await self._view(chat_id, key, lang)
+            return
+        if meta[:1] == ["l"] and meta[1:2] and meta[1] in self.engine.flow.languages:
+            await self._answer_cq(cq)
+            await self._remove_buttons(chat_id, msg_id)
+            await self._send(chat_id, [Out(esc(t("language_set", meta[1])))])
+            stored, _ = await self.service.load(key)
+            if stored and stored.get("step"):
+                await self._step(chat_id, key, SetLanguage(meta[1]), uid, meta[1])
+            else:
+                await self._step(chat_id, key, Start(meta[1]), uid, meta[1])
+            return
+        if meta[:1] == ["f"] and meta[1:] in (["yes"], ["no"]):
+            await self._answer_cq(cq)
+            await self._remove_buttons(chat_id, msg_id)
+            stored, _ = await self.service.load(key)
+            slang = (stored or {}).get("lang") or lang or self.engine.flow.default_language
+            if meta[1] == "yes":
+                await self.service.forget(key)
+                if self.handoff is not None:
+                    await self.handoff.forget(key)
+                logger.info("patient %s asked to be forgotten: done",
+                            pseudonym(key, self.settings.pseudonym_key))
+                await self._send(chat_id, [Out(esc(t("forgotten", slang)))])
+            else:
+                await self._send(chat_id, [Out(esc(t("kept", slang)))])
+            return
+        if self.handoff is not None and await self.handoff.on_callback(self, update, key):
+            return
+        await self._stale(cq, chat_id, key, lang, None, unknown=True)
+
+    # -- steps and replies -------------------------------------------------------------------
+    async def _step(self, chat_id: int, key: str, inp: Input, uid: int, lang: str | None,
+                    tapped: int | None = None) -> StepResult:
+        res = await self.service.step(key, inp, update_id=uid, lang=lang)
+        await self._deliver(chat_id, key, res, uid, tapped=tapped)
+        return res
+
+    async def _deliver(self, chat_id: int, key: str, res: StepResult, uid: int,
+                       tapped: int | None = None) -> None:
+        """Send the reply; turn the answered question into a record; remember message ids."""
+        meta = res.session.get("meta", {})
+        if res.duplicate and uid in meta.get("replied", []):
+            return  # already answered: a redelivered update changes nothing
+        reply = res.reply
+        qmsg = meta.get("qmsg") or {}
+        handled: set[int] = set()
+        if reply.answered is not None and not res.duplicate:
+            step, words = reply.answered
+            target = tapped if tapped is not None else (
+                qmsg.get("id") if qmsg.get("step") == step else None)
+            if target is not None and qmsg.get("id") == target and qmsg.get("html"):
+                await self._edit(chat_id, target, answered_text(qmsg["html"], words))
+                handled.add(target)
+        # the buttons of the screen being replaced go, so old screens read as a record
+        for old in (tapped, qmsg.get("id")):
+            if old is not None and old not in handled and (reply.question or reply.outcome):
+                handled.add(old)
+                await self._remove_buttons(chat_id, old)
+        outs = render(reply, res.session.get("hash", ""),
+                      outcome_extra=self._outcome_extra(res))
+        sent = await self._send(chat_id, outs)
+        changes: dict[str, Any] = {}
+        if reply.question is not None and sent:
+            changes["qmsg"] = {"id": sent[-1], "step": reply.question.step,
+                               "html": question_text(reply.question, reply.lang)}
+        elif reply.outcome is not None and sent:
+            changes["qmsg"] = {"id": sent[-1], "step": reply.outcome.step, "html": None}
+        if res.finished is not None:
+            self.metrics.disposition(res.finished.disposition, res.finished.rule)
+            if self.handoff is not None:
+                await self.handoff.on_outcome(self, chat_id, key, res)
+        await self.service.update_meta(key, res.version, changes, replied=uid)
+
+    def _outcome_extra(self, res: StepResult) -> list[list[InlineKeyboardButton]] | None:
+        if self.handoff is None or res.reply.outcome is None:
+            return None
+        extra: list[list[InlineKeyboardButton]] | None = self.handoff.outcome_buttons(res)
+        return extra
+
+    def _is_outcome(self, data: dict[str, Any]) -> bool:
+        fm = self.engine.versions.get(data.get("hash", ""))
+        flow = fm.flow if fm else self.engine.flow
+        step = flow.steps.get(data.get("step") or "")
+        return bool(step is not None and step.is_outcome)
+
+    async def _view(self, chat_id: int, key: str, lang: str | None,
+                    notice: str | None = None) -> None:
+        data, version = await self.service.load(key)
+        if data is None or not data.get("step") or "corrupt" in data:
+            res = await self.service.step(key, Start(lang), lang=lang)
+            reply = res.reply
+            if notice:
+                reply = _with_notice(reply, notice)
+            await self._deliver(chat_id, key, StepResult(reply, res.session, res.version),
+                                -1)
+            return
+        reply = self.engine.view(data, lang)
+        if notice:
+            reply = _with_notice(reply, notice)
+        await self._deliver(chat_id, key, StepResult(reply, data, version), -1)
+
+    async def _note_and_view(self, chat_id: int, key: str, text_key: str,
+                             lang: str | None) -> None:
+        data, _ = await self.service.load(key)
+        slang = (data or {}).get("lang") or lang or self.engine.flow.default_language
+        await self._view(chat_id, key, lang, t(text_key, slang))
+
+    async def _stale(self, cq: Any, chat_id: int, key: str, lang: str | None,
+                     msg_id: int | None, res: StepResult | None = None,
+                     unknown: bool = False) -> None:
+        data, _ = await self.service.load(key)
+        slang = (data or {}).get("lang") or lang or self.engine.flow.default_language
+        await self._answer_cq(cq, t("unknown_button" if unknown else "stale_button", slang))
+        qmsg = ((data or {}).get("meta") or {}).get("qmsg") or {}
+        if msg_id is not None and msg_id != qmsg.get("id"):
+            await self._remove_buttons(chat_id, msg_id)
+        await self._view(chat_id, key, lang)
+
+    async def _apologise(self, update: Update, key: str) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        with contextlib.suppress(Exception):
+            if update.callback_query is not None:
+                await self._answer_cq(update.callback_query)
+        try:
+            lang = self._user_lang(update) or self.engine.flow.default_language
+            await self._view(chat.id, key, lang, t("error", lang))
+        except Exception:
+            logger.exception("could not even apologise")
+            with contextlib.suppress(Exception):
+                await self._send_plain(chat.id, t("error", "en"))
+
+    # -- Bot API calls (with network retries; 429 is the rate limiter's) ----------------------
+    async def _call(self, chat_id: int, fn: Callable[..., Awaitable[Any]], /, *args: Any,
+                    **kwargs: Any) -> Any:
+        for delay in (*NETWORK_RETRIES, None):
+            try:
+                return await fn(*args, **kwargs)
+            except Forbidden:
+                if chat_id not in self._blocked:
+                    self._blocked[chat_id] = None
+                    if len(self._blocked) > 10_000:
+                        self._blocked.popitem(last=False)
+                    logger.info("chat %s blocked the bot: not sending",
+                                pseudonym(f"tg:{chat_id}", self.settings.pseudonym_key))
+                return None
+            except RetryAfter:
+                raise
+            except (NetworkError, TimedOut) as exc:
+                if isinstance(exc, BadRequest) or delay is None:
+                    raise
+                self.metrics.error("network_retry")
+                await asyncio.sleep(delay)
+        return None
+
+    async def _send(self, chat_id: int, outs: list[Out]) -> list[int]:
+        assert self.app is not None
+        ids = []
+        for out in outs:
+            msg = await self._call(chat_id, self.app.bot.send_message, chat_id, out.text,
+                                   parse_mode=ParseMode.HTML, reply_markup=out.markup,
+                                   disable_web_page_preview=True)
+            if msg is not None:
+                ids.append(msg.message_id)
+                self.metrics.reply()
+        return ids
+
+    async def _send_plain(self, chat_id: int, text: str) -> None:
+        assert self.app is not None
+        await self._call(chat_id, self.app.bot.send_message, chat_id, text)
+
+    async def _edit(self, chat_id: int, msg_id: int, html_text: str) -> None:
+        assert self.app is not None
+        try:
+            await self._call(chat_id, self.app.bot.edit_message_text, html_text, chat_id=chat_id,
+                             message_id=msg_id, parse_mode=ParseMode.HTML, reply_markup=None)
+            self.metrics.reply()
+        except BadRequest as exc:
+            logger.info("could not edit message: %s", exc.message)
+
+    async def _edit_markup(self, chat_id: int, msg_id: int,
+                           markup: InlineKeyboardMarkup | None) -> None:
+        assert self.app is not None
+        try:
+            await self._call(chat_id, self.app.bot.edit_message_reply_markup, chat_id=chat_id,
+                             message_id=msg_id, reply_markup=markup)
+            self.metrics.reply()
+        except BadRequest as exc:
+            logger.info("could not edit buttons: %s", exc.message)
+
+    async def _remove_buttons(self, chat_id: int, msg_id: int | None) -> None:
+        if msg_id is not None:
+            await self._edit_markup(chat_id, msg_id, None)
+
+    async def _answer_cq(self, cq: Any, text: str | None = None) -> None:
+        try:
+            await cq.answer(text[:MAX_CALLBACK_ANSWER_CHARS] if text else None)
+        except BadRequest as exc:
+            logger.info("could not answer a button tap: %s", exc.message)
+
+
+def _with_notice(reply: Reply, notice: str) -> Reply:
+    from dataclasses import replace
+
+    return replace(reply, notices=(notice, *reply.notices), changed=False)
+
+
+def _buttons(items: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)]
+                                 for label, data in items])
+
+
+def _kind(update: Update) -> str:
+    if update.callback_query is not None:
+        return "callback"
+    if update.message is not None:
+        if update.message.text is not None:
+            return "command" if update.message.text.startswith("/") else "text"
+        return "other_message"
+    if update.edited_message is not None:
+        return "edited"
+    if update.channel_post is not None or update.edited_channel_post is not None:
+        return "channel"
+    return "other"
+
+
+# -- running -----------------------------------------------------------------------------------
+def _health_app(bot: TelegramBot, store: Any) -> Any:
+    import tornado.web
+
+    class Health(tornado.web.RequestHandler):
+        async def get(self) -> None:
+            ok = True
+            try:
+                await asyncio.wait_for(store.check(), 2.0)
+            except Exception:
+                ok = False
+            self.set_status(200 if ok else 503)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"status": "ok" if ok else "store unreachable",
+                                    "flow": bot.engine.flow.id,
+                                    "flow_version": bot.engine.flow.hash}))
+
+    class MetricsHandler(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.set_header("Content-Type", "text/plain; version=0.0.4")
+            self.finish(bot.metrics.render())
+
+    return [(r"/health/?", Health), (r"/healthz/?", Health), (r"/metrics/?", MetricsHandler)]
+
+
+async def serve(settings: Settings, bot: TelegramBot, store: Any,
+                stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGINT/SIGTERM): webhook when WEBHOOK_URL is set."""
+    import tornado.httpserver
+    import tornado.web
+
+    app = bot.build()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    extra_server = None
+    async with app:
+        await app.start()
+        await bot.set_commands(app)
+        assert app.updater is not None
+        if settings.webhook_url:
+            url_path = urlparse(settings.webhook_url).path.lstrip("/") or "telegram"
+            await app.updater.start_webhook(
+                listen=settings.webhook_listen, port=settings.webhook_port, url_path=url_path,
+                webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,
+                allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+            attached = False
+            with contextlib.suppress(AttributeError):
+                httpd: Any = app.updater._httpd  # PTB's webhook server (tornado)
+                httpd._http_server.request_callback.add_handlers(r".*", _health_app(bot, store))
+                attached = True
+            logger.info("webhook mode on %s:%s (health %s)", settings.webhook_listen,
+                        settings.webhook_port, "on the webhook port" if attached else "off")
+        else:
+            await app.updater.start_polling(allowed_updates=Update.ALL_TYPES,
+                                            drop_pending_updates=False, timeout=20)
+            logger.info("long polling")
+        if settings.health_port:
+            extra_server = tornado.httpserver.HTTPServer(
+                tornado.web.Application(_health_app(bot, store)))
+            extra_server.listen(settings.health_port, address=settings.webhook_listen)
+            logger.info("health and metrics on port %s", settings.health_port)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        if extra_server is not None:
+            extra_server.stop()
+        await app.updater.stop()
+        await app.stop()
+
+
+def run(settings: Settings) -> int:
+    """`python bot.py` with a token: build everything, check it, serve."""
+    from bot.cli import _load_flow
+    from bot.staff.audit import audit_record
+    from bot.storage import open_store
+    from bot.storage.base import StoreError
+
+    flow = _load_flow(settings.flow)
+    engine = Engine(flow, placeholders=settings.placeholders)
+
+    async def main() -> int:
+        try:
+            store = open_store(settings.store, ttl_seconds=settings.session_ttl)
+            await store.check()
+        except StoreError as exc:
+            print(f"configuration error: {exc}")
+            return 2
+        service = ConversationService(engine, store, secret=settings.pseudonym_key,
+                                      audit=audit_record)
+        bot = TelegramBot(settings, engine, service)
+        try:
+            await serve(settings, bot, store)
+        finally:
+            await store.close()
+        return 0
+
+    return asyncio.run(main())
