@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,13 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_bot(api: FakeBotAPI, db: Path, *, webhook: bool = False,
-                      flow: Path = DEMO, **extra: Any) -> AsyncIterator[Running]:
-    """Our whole bot (engine, SQLite store, Telegram channel) serving until the block ends."""
+                      flow: Path = DEMO, bot_class: type[TelegramBot] = TelegramBot,
+                      wrap_store: Callable[[Any], Any] | None = None,
+                      **extra: Any) -> AsyncIterator[Running]:
+    """Our whole bot (engine, SQLite store, Telegram channel) serving until the block ends.
+
+    `bot_class` swaps in a TelegramBot subclass (to observe it); `wrap_store` wraps the store
+    the service sees (to inject failures); `Running.store` stays the real store."""
     env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": api.base_url,
            "BOT_FLOW": str(flow), "BOT_STORE": str(db), "CLINIC_PHONE": "(817) 555-0100"}
     if webhook:
@@ -48,8 +53,14 @@ async def running_bot(api: FakeBotAPI, db: Path, *, webhook: bool = False,
     assert loaded is not None, problems
     engine = Engine(loaded, placeholders=settings.placeholders)
     store = open_store(settings.store)
-    service = ConversationService(engine, store, secret="test")
-    bot = TelegramBot(settings, engine, service)
+    service = ConversationService(engine, wrap_store(store) if wrap_store else store,
+                                  secret="test")
+    handoff = None
+    if settings.staff_chat_id:
+        from bot.channels.telegram.handoff import Handoff
+
+        handoff = Handoff(settings.staff_chat_id, settings.clinic_phone)
+    bot = bot_class(settings, engine, service, handoff=handoff)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve(settings, bot, store, stop, ready))
     await asyncio.wait_for(ready.wait(), 10)

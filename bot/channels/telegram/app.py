@@ -129,6 +129,14 @@ class TelegramBot:
         self.metrics.update(kind)
         if chat is None or update.channel_post or update.edited_channel_post:
             return  # nothing private to answer
+        if self.handoff is not None and update.callback_query is not None and \
+                chat.id == self.settings.staff_chat_id:
+            try:  # "Called back" on a card in the staff chat
+                await self.handoff.on_callback(self, update, f"tg:{chat.id}")
+            except Exception:
+                self.metrics.error("handler")
+                logger.exception("staff chat button failed")
+            return
         if chat.type != ChatType.PRIVATE:
             if update.message is not None:
                 await self._send_plain(chat.id, t("group", self._user_lang(update) or "en"))
@@ -582,7 +590,12 @@ def run(settings: Settings) -> int:
             return 2
         service = ConversationService(engine, store, secret=settings.pseudonym_key,
                                       audit=audit_record)
-        bot = TelegramBot(settings, engine, service)
+        handoff = None
+        if settings.staff_chat_id:
+            from .handoff import Handoff
+
+            handoff = Handoff(settings.staff_chat_id, settings.clinic_phone)
+        bot = TelegramBot(settings, engine, service, handoff=handoff)
         try:
             await serve(settings, bot, store)
         finally:

@@ -1,0 +1,117 @@
+"""Handoff to the clinic: consent, phone number, a card in the staff chat, called back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.channels.telegram.handoff import valid_phone
+from tests.fakebotapi import FakeBotAPI
+
+from .conftest import last_text, running_bot
+
+STAFF = -100777
+
+
+async def to_routine(api: FakeBotAPI, user: object) -> None:
+    u = user
+    await u.send_command("/start")  # type: ignore[attr-defined]
+    await api.wait_idle()
+    for step in ("None of these", "No"):
+        await u.tap(u.chat.last_bot_message, step)  # type: ignore[attr-defined]
+        await api.wait_idle()
+    await u.send_text("44")  # type: ignore[attr-defined]
+    await api.wait_idle()
+    for step in ("More than 6 weeks", "About the same", "No", "None of these"):
+        await u.tap(u.chat.last_bot_message, step)  # type: ignore[attr-defined]
+        await api.wait_idle()
+
+
+def test_phone_numbers() -> None:
+    assert valid_phone("817 555 0100") == "8175550100"
+    assert valid_phone("+1 (817) 555-0100") == "+18175550100"
+    assert valid_phone("call me") is None
+    assert valid_phone("12") is None
+
+
+async def test_request_appointment_to_called_back(api: FakeBotAPI, tmp_path: Path) -> None:
+    staff = api.group(STAFF, "Clinic staff")
+    nurse = api.user(5, "Nora")
+    async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF):
+        pat = api.user(2001, "Pat")
+        await to_routine(api, pat)
+        out = pat.chat.last_bot_message
+        assert out is not None and "Please book an appointment" in str(out.text)
+        assert out.button_texts[0] == "📅 Request an appointment"
+        await pat.tap(out, "📅 Request an appointment")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
+        await api.wait_idle()
+        assert last_text(pat).startswith("What phone number can the clinic call?")
+        await pat.send_text("my number is secret")
+        await api.wait_idle()
+        assert last_text(pat).startswith("That doesn't look like a phone number.")
+        await pat.send_contact("+1 817 555 0100")
+        await api.wait_idle()
+        assert last_text(pat).startswith("Thank you. The clinic has your request and will "
+                                         "call you at +18175550100.")
+        card = staff.last_bot_message
+        assert card is not None
+        text = str(card.text)
+        assert text.startswith("📅 Appointment request")
+        assert "Disposition: routine (rule R1)" in text
+        assert "Phone: +18175550100" in text
+        assert "Red flags: none" in text
+        assert "• duration days: 43" in text
+        assert card.button_texts == ["✅ Called back"]
+        await nurse.tap(card, "✅ Called back")
+        await api.wait_idle()
+        assert "✅ Called back by Nora" in str(staff.message(card.message_id).text)
+        assert last_text(pat).startswith("The clinic has marked your appointment request as "
+                                         "handled.")
+
+
+async def test_emergency_never_offers_booking_but_tells_staff(api: FakeBotAPI,
+                                                              tmp_path: Path) -> None:
+    staff = api.group(STAFF, "Clinic staff")
+    async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF):
+        pat = api.user(2002, "Em")
+        await pat.send_command("/start")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "⬜ Numb between the legs")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "Done")
+        await api.wait_idle()
+        out = pat.chat.last_bot_message
+        assert out is not None and "📅 Request an appointment" not in out.button_texts
+        card = staff.last_bot_message
+        assert card is not None and str(card.text).startswith("🚨 EMERGENCY advice given")
+        assert "Phone:" not in str(card.text)
+
+
+async def test_no_staff_chat_no_button(api: FakeBotAPI, tmp_path: Path) -> None:
+    async with running_bot(api, tmp_path / "s.db"):
+        pat = api.user(2003, "Ro")
+        await to_routine(api, pat)
+        out = pat.chat.last_bot_message
+        assert out is not None
+        assert out.button_texts == ["◀ Change my last answer", "↺ Start again"]
+
+
+async def test_forget_removes_the_phone_number(api: FakeBotAPI, tmp_path: Path) -> None:
+    api.group(STAFF, "Clinic staff")
+    async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF) as run:
+        pat = api.user(2004, "Fo")
+        await to_routine(api, pat)
+        await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
+        await api.wait_idle()
+        await pat.send_text("817 555 0199")
+        await api.wait_idle()
+        data, _ = await run.store.load("tg:2004")
+        assert data is not None and data["meta"]["handoff"]["phone"] == "8175550199"
+        await pat.send_command("/forget")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "Yes, delete everything")
+        await api.wait_idle()
+        assert (await run.store.load("tg:2004"))[0] is None
