@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("transitions", "httpx", "httpcore"):
+    # libraries that would log message contents or the bot token in URLs stay quiet
+    for noisy in ("transitions", "httpx", "httpcore", "telegram", "hpack", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     func = getattr(args, "func", cmd_run)
     try:

@@ -50,7 +50,6 @@ class Settings:
     store: str | None = None  # BOT_STORE: a path, sqlite:///..., or redis://...
     session_ttl: int = 30 * 86400
     audit_ttl: int = 365 * 86400
-    handoff_ttl: int = 90 * 86400
     clinic_phone: str = "(817) 000-0000"
     clinic_name: str = "Fort Worth Brain & Spine Institute"
     base_url: str | None = None  # TELEGRAM_BASE_URL
@@ -81,7 +80,6 @@ class Settings:
             store=e.get("BOT_STORE") or None,
             session_ttl=_duration(e, "SESSION_TTL", 30 * 86400),
             audit_ttl=_duration(e, "AUDIT_TTL", 365 * 86400),
-            handoff_ttl=_duration(e, "HANDOFF_TTL", 90 * 86400),
             clinic_phone=e.get("CLINIC_PHONE") or "(817) 000-0000",
             clinic_name=e.get("CLINIC_NAME") or "Fort Worth Brain & Spine Institute",
             base_url=e.get("TELEGRAM_BASE_URL") or None,

@@ -1743,6 +1743,8 @@ class FakeBotAPI:
         self.requests: list[ApiCall] = []
         #: Every update ever enqueued, in order.
         self.updates: list[JSONDict] = []
+        # an extra condition for wait_idle, e.g. "the bot has handled every delivered update"
+        self.idle_check: Callable[[], bool] | None = None
         #: Updates dropped because they were not in ``allowed_updates`` or webhook gave up.
         self.dropped_updates: list[JSONDict] = []
         self.callback_answers: list[CallbackAnswer] = []
@@ -2112,7 +2114,8 @@ class FakeBotAPI:
         deadline = loop.time() + timeout
         while True:
             idle_for = time.monotonic() - self._last_activity
-            if not self.pending_updates and self._inflight == 0 and idle_for >= quiet:
+            if not self.pending_updates and self._inflight == 0 and idle_for >= quiet and (
+                    self.idle_check is None or self.idle_check()):
                 return
             if loop.time() >= deadline:
                 raise TimeoutError(

@@ -61,12 +61,28 @@ async def running_bot(api: FakeBotAPI, db: Path, *, webhook: bool = False,
 
         handoff = Handoff(settings.staff_chat_id, settings.clinic_phone)
     bot = bot_class(settings, engine, service, handoff=handoff)
+    handled: set[int] = set()
+    on_update = bot.on_update
+
+    async def counting(update: Any, context: Any) -> None:
+        try:
+            await on_update(update, context)
+        finally:
+            handled.add(update.update_id)
+
+    bot.on_update = counting  # type: ignore[method-assign]
+    # updates delivered before this bot started were another bot's
+    earlier = {u["update_id"] for u in api.updates} - {u["update_id"]
+                                                        for u in api.pending_updates}
+    api.idle_check = lambda: ({u["update_id"] for u in api.updates} - earlier - {
+        u["update_id"] for u in api.pending_updates}) <= handled
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve(settings, bot, store, stop, ready))
     await asyncio.wait_for(ready.wait(), 10)
     try:
         yield Running(api, bot, store, settings)
     finally:
+        api.idle_check = None
         stop.set()
         await asyncio.wait_for(task, 15)
         await store.close()

@@ -115,3 +115,29 @@ async def test_forget_removes_the_phone_number(api: FakeBotAPI, tmp_path: Path) 
         await pat.tap(pat.chat.last_bot_message, "Yes, delete everything")
         await api.wait_idle()
         assert (await run.store.load("tg:2004"))[0] is None
+
+
+async def test_logs_hold_no_health_data(api: FakeBotAPI, tmp_path: Path,
+                                        caplog: object) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="bot")  # type: ignore[attr-defined]
+    api.group(STAFF, "Clinic staff")
+    async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF):
+        pat = api.user(987654321, "Lu")
+        await pat.send_command("/start")
+        await api.wait_idle()
+        await pat.send_text("my secret back story")
+        await api.wait_idle()
+        await to_routine(api, pat)
+        await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
+        await api.wait_idle()
+        await pat.send_text("817 555 0142")
+        await api.wait_idle()
+    text = "\n".join(r.getMessage() + " " + str(r.exc_text or "")
+                     for r in caplog.records)  # type: ignore[attr-defined]
+    for secret in ("my secret back story", "5550142", "555 0142", "987654321",
+                   "duration_days", "routine"):
+        assert secret not in text, secret

@@ -217,8 +217,7 @@ class TelegramBot:
         elif name == "privacy":
             s = self.settings
             text_ = t("privacy", slang).format(session_days=s.session_ttl // 86400,
-                                               audit_days=s.audit_ttl // 86400,
-                                               handoff_days=s.handoff_ttl // 86400)
+                                               audit_days=s.audit_ttl // 86400)
             await self._send(chat_id, [Out(esc(text_))])
         elif name == "forget":
             await self._send(chat_id, [Out(esc(t("forget_confirm", slang)), _buttons(
@@ -562,13 +561,30 @@ async def serve(settings: Settings, bot: TelegramBot, store: Any,
                 tornado.web.Application(_health_app(bot, store)))
             extra_server.listen(settings.health_port, address=settings.webhook_listen)
             logger.info("health and metrics on port %s", settings.health_port)
+        housekeeping = asyncio.create_task(_housekeeping(store, stop))
         if ready is not None:
             ready.set()
         await stop.wait()
+        housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
         if extra_server is not None:
             extra_server.stop()
         await app.updater.stop()
         await app.stop()
+
+
+async def _housekeeping(store: Any, stop: asyncio.Event, every: float = 3600.0) -> None:
+    """Delete expired sessions now and then (Redis expires keys by itself)."""
+    while not stop.is_set():
+        try:
+            removed = await store.expire()
+            if removed:
+                logger.info("expired %s inactive sessions", removed)
+        except Exception:
+            logger.exception("session expiry failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 def run(settings: Settings) -> int:

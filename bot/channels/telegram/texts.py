@@ -69,14 +69,14 @@ TEXTS: dict[str, dict[str, str]] = {
               "safe. Your answers are kept for {session_days} days after your last message. "
               "The clinic keeps a record without your name or chat for {audit_days} days to "
               "check quality. If you ask for an appointment, the clinic gets your answers and "
-              "phone number; they keep them for {handoff_days} days. Nothing is sold or shared "
+              "phone number to call you back. Nothing is sold or shared "
               "with anyone else.\n\nTo delete your answers now, send /forget.",
         "es": "Qué guardo: sus respuestas a estas preguntas, el consejo que recibió y la hora. "
               "Para qué: para que pueda seguir después y para que la clínica revise que el "
               "consejo es seguro. Sus respuestas se guardan {session_days} días después de su "
               "último mensaje. La clínica guarda un registro sin su nombre ni su chat durante "
               "{audit_days} días para revisar la calidad. Si pide una cita, la clínica recibe "
-              "sus respuestas y su teléfono; los guarda {handoff_days} días. No se vende ni se "
+              "sus respuestas y su teléfono para llamarle. No se vende ni se "
               "comparte con nadie más.\n\nPara borrar sus respuestas ahora, envíe /forget.",
     },
     "forget_confirm": {
