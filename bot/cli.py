@@ -171,8 +171,11 @@ def cmd_console(args: argparse.Namespace, settings: Settings | None = None) -> i
     from bot.engine import Engine
 
     settings = settings or Settings.from_env()
+    from bot.flow.archive import FlowArchive
+
     flow = _load_flow(args.flow or settings.flow)
-    engine = Engine(flow, placeholders=settings.placeholders)
+    engine = Engine(flow, placeholders=settings.placeholders,
+                    archive=FlowArchive(settings.flow_archive))
 
     async def main() -> None:
         store = _open_store(settings)

@@ -48,6 +48,7 @@ class Settings:
     token: str | None = None
     flow: str = field(default_factory=default_flow)
     store: str | None = None  # BOT_STORE: a path, sqlite:///..., or redis://...
+    flow_archive: str = "data/flow-versions"
     session_ttl: int = 30 * 86400
     audit_ttl: int = 365 * 86400
     clinic_phone: str = "(817) 000-0000"
@@ -78,6 +79,7 @@ class Settings:
             token=e.get("TELEGRAM_BOT_TOKEN") or None,
             flow=e.get("BOT_FLOW") or default_flow(),
             store=e.get("BOT_STORE") or None,
+            flow_archive=e.get("FLOW_ARCHIVE") or "data/flow-versions",
             session_ttl=_duration(e, "SESSION_TTL", 30 * 86400),
             audit_ttl=_duration(e, "AUDIT_TTL", 365 * 86400),
             clinic_phone=e.get("CLINIC_PHONE") or "(817) 000-0000",

@@ -138,8 +138,9 @@ class Engine:
     """Turns an input and a stored session into a reply and the new session (plain dicts)."""
 
     def __init__(self, flow: Flow, *, placeholders: dict[str, str] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, archive: Any | None = None):
         self.clock = clock
+        self.archive = archive  # keeps every version served (FlowArchive), or None
         self.placeholders = {f"{{{k}}}": v for k, v in (placeholders or {}).items()}
         self.versions: dict[str, FlowMachine] = {}
         self.current = self.add_version(flow)
@@ -149,6 +150,8 @@ class Engine:
         fm = self.versions.get(flow.hash)
         if fm is None:
             fm = self.versions[flow.hash] = FlowMachine(flow)
+            if self.archive is not None:
+                self.archive.save(flow)
         return fm
 
     def set_current(self, flow: Flow) -> None:
@@ -185,6 +188,11 @@ class Engine:
             s.meta["restarted"] = True
             return s, self.current, notices
         fm = self.versions.get(s.flow_hash)
+        if fm is None and self.archive is not None:
+            old = self.archive.load(s.flow_hash)
+            if old is not None:  # pinned: the conversation finishes on its own version
+                logger.info("flow version %s loaded from the archive", s.flow_hash)
+                fm = self.versions[old.hash] = FlowMachine(old)
         if fm is None:
             fm = self._migrate(s)
         return s, fm, notices

@@ -455,6 +455,7 @@ def check_text(text: str, file: str = "<flow>", *, lint: bool = True) -> LoadRes
     if flow is None or any(p.level == "error" for p in problems):
         return LoadResult(None, problems, builder.paths_checked)
     object.__setattr__(flow, "hash", flow_hash(text))
+    object.__setattr__(flow, "source", text)
     return LoadResult(flow, problems, builder.paths_checked)
 
 

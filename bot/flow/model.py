@@ -189,6 +189,7 @@ class Flow:
     checks: tuple[Check, ...]
     file: str = "<flow>"
     hash: str = ""
+    source: str = ""  # the YAML text this version was loaded from
 
     @property
     def default_language(self) -> str:

@@ -291,3 +291,30 @@ def test_one_machine_per_flow_version(demo_flow: object) -> None:
     assert e.current.machine is machine
     assert machine.models == []  # conversations never attach to the machine
     assert not machine.auto_transitions
+
+
+def test_session_pinned_to_its_version_across_restarts(demo_flow: object,
+                                                       tmp_path: object) -> None:
+    from pathlib import Path
+
+    from bot.flow.archive import FlowArchive
+
+    archive = FlowArchive(Path(str(tmp_path)) / "versions")
+    first = Engine(demo_flow, archive=archive)  # type: ignore[arg-type]
+    chat = Chat(first)
+    chat.start()
+    chat.tap("None of these")
+    # the flow is edited (the bladder question is renamed) and the bot restarted
+    text = (Path(__file__).resolve().parents[2] / "flows" / "demo.yaml").read_text()
+    edited = text.replace("bladder_check", "bladder_q")
+    new_flow, problems = load_text(edited)
+    assert new_flow is not None, problems
+    restarted = Engine(new_flow, archive=archive)
+    chat.engine = restarted
+    r = chat.tap("No")  # the old version is loaded from the archive; the answer counts
+    assert r.question is not None and r.question.step == "age"
+    assert chat.data is not None and chat.data["hash"] == demo_flow.hash  # type: ignore
+    fresh = Chat(restarted)
+    fresh.start()
+    fresh.tap("None of these")
+    assert fresh.step == "bladder_q"  # new conversations start on the new version

@@ -590,12 +590,14 @@ async def _housekeeping(store: Any, stop: asyncio.Event, every: float = 3600.0) 
 def run(settings: Settings) -> int:
     """`python bot.py` with a token: build everything, check it, serve."""
     from bot.cli import _load_flow
+    from bot.flow.archive import FlowArchive
     from bot.staff.audit import audit_record
     from bot.storage import open_store
     from bot.storage.base import StoreError
 
     flow = _load_flow(settings.flow)
-    engine = Engine(flow, placeholders=settings.placeholders)
+    engine = Engine(flow, placeholders=settings.placeholders,
+                    archive=FlowArchive(settings.flow_archive))
 
     async def main() -> int:
         try:
