@@ -100,6 +100,9 @@ class _Builder:
         self.problems: list[Problem] = list(src.problems)
         self.lint = lint
         self.paths_checked: int | None = None
+        # ids of steps and computed facts whose shape is wrong: they exist (reported once),
+        # so links to them are not reported again
+        self.shapeless: set[str] = set()
 
     # -- reporting -------------------------------------------------------------------------
     def err(self, path: Path, message: str, *, key: bool = False) -> None:
@@ -259,12 +262,17 @@ class _Builder:
                     sections[name] = []
                     continue
                 sections[name] = [self.shape((name, i), model, item) for i, item in enumerate(raw)]
+                for item, shaped in zip(raw, sections[name], strict=True):
+                    if shaped is None and isinstance(item, dict) and isinstance(item.get("id"),
+                                                                                  str):
+                        self.shapeless.add(item["id"])
             else:
                 if not isinstance(raw, dict):
                     self.err((name,), f"'{name}' should be a set of 'name: ...' lines")
                     sections[name] = {}
                     continue
                 sections[name] = {k: self.shape((name, k), model, v) for k, v in raw.items()}
+                self.shapeless |= {k for k, v in sections[name].items() if v is None}
         return (self._runtime(header, sections) if header is not None else None), sections
 
     def _runtime(self, header: Any, sections: dict[str, Any]) -> Flow | None:
@@ -291,7 +299,9 @@ class _Builder:
                 continue
             path = ("computed", name)
             built = self._computed(name, comp, path)
-            if built is not None:
+            if built is None:
+                self.shapeless.add(name)
+            else:
                 computed[name] = built
                 if name in DERIVED:
                     facts[name] = DERIVED[name]
@@ -408,7 +418,8 @@ class _Builder:
         routes = []
         for j, r in enumerate(q.routes):
             c = self.cond(r.if_, path + ("routes", j, "if")) if r.if_ is not None else None
-            routes.append(Route(c, r.go, r.rule, self.src.where(path + ("routes", j))))
+            routes.append(Route(c, r.go, r.rule, self.src.where(path + ("routes", j)),
+                                broken=r.if_ is not None and c is None))
         return Question(
             q.id, q.kind, q.fact, q.text or {}, q.help or {}, tuple(options),
             q.none_label or {}, q.done_label or {}, q.min, q.max, q.out_of_range or {},

@@ -55,6 +55,7 @@ class Route:
     go: str
     rule: str | None
     pos: Pos = (1, 1)
+    broken: bool = False  # its condition could not be read (reported; never taken)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class Question:
         if option is not None and option.next:
             return option.next, None
         for r in self.routes:
+            if r.broken:
+                continue
             if r.cond is None or r.cond(get) is True:
                 return r.go, r.rule
         return self.next, None

@@ -139,6 +139,7 @@ class _Walker:
                     else:
                         self.check_reads |= self._expand({ref.fact})
         self.memo: dict[Any, int] = {}
+        self.on_trail: set[Any] = set()  # states being walked (a loop back to one is cut)
         self.answer_cache: dict[str, list[tuple[Any, str]]] = {}
 
     def _expand(self, facts: set[str]) -> set[str]:
@@ -202,6 +203,11 @@ class _Walker:
         if isinstance(step, Outcome):
             return self.finish(step, facts, asked, trail, rule)
         key = self.key(sid, facts, asked, rule)
+        if key in self.on_trail:
+            return 0  # back to where this path already was, with nothing new: a loop
+        if len(trail) > 300:
+            self.result.truncated = True
+            return 0
         if key in self.memo and not self.keep:
             n = self.memo[key]
             self.result.paths += n
@@ -211,6 +217,7 @@ class _Walker:
             self.result.truncated = True
             return 0
         total = 0
+        self.on_trail.add(key)
         if sid not in self.answer_cache:
             self.answer_cache[sid] = answers(self.flow, step, self.lang)
         for answer, words in self.answer_cache[sid]:
@@ -225,6 +232,7 @@ class _Walker:
             total += self.visit(target, new, now_asked, trail + more, route_rule or rule)
             if self.result.truncated:
                 break
+        self.on_trail.discard(key)
         self.memo[key] = total
         return total
 

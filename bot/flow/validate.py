@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .catalogue import FactSpec
+from .catalogue import OUTCOME_KINDS, FactSpec
 from .conditions import Asked, BoolOp, Condition, Not, Test, walk
 from .limits import MAX_CALLBACK_BYTES, MAX_MESSAGE_CHARS, longest_button_bytes
-from .model import Flow, Option, Outcome, Question
+from .model import Flow, Option, Outcome, Question, normalise
 from .problems import did_you_mean
 from .yamlsrc import Path
 
@@ -60,6 +60,8 @@ class Checker:
                 self.check_outcome(step, self.paths[sid])
         self.check_interrupts()
         self.check_checks()
+        if self.b.shapeless:
+            return  # the graph would only echo the shape errors already reported
         graph_ok = self.check_graph()
         if graph_ok:
             self.check_filled()
@@ -163,9 +165,16 @@ class Checker:
         line, col = self.b.src.where(path)
         for ref in walk(cond.node):
             name = ref.fact
-            if pseudo and name in PSEUDO_FACTS:
+            if isinstance(ref, Asked) and not pseudo:
+                self.err(path, f"condition '{cond.text}': asked() can only be used in safety "
+                         "checks; a route reads the facts themselves")
+                continue
+            if pseudo and name in PSEUDO_FACTS and isinstance(ref, Test):
+                self._pseudo_values(cond, ref, path)
                 continue
             spec = self.flow.facts.get(name)
+            if spec is None and name in self.b.shapeless:
+                continue
             if spec is None:
                 self.b.problems.append(self.b.src.problem(path, "error", (
                     f"condition '{cond.text}' names unknown fact '{name}'"
@@ -176,6 +185,27 @@ class Checker:
             assert isinstance(ref, Test)
             self._test_types(cond, ref, spec, path)
         del line, col
+
+    def _pseudo_values(self, cond: Condition, ref: Test, path: Path) -> None:
+        """`disposition == ...` and `rule == ...` in a check must name real values."""
+        if ref.fact == "disposition":
+            known: tuple[str, ...] = OUTCOME_KINDS
+        else:
+            rules = {r.rule for st in self.flow.steps.values() if isinstance(st, Question)
+                     for r in st.routes if r.rule}
+            rules |= {st.rule for st in self.flow.steps.values()
+                      if isinstance(st, Outcome) and st.rule}
+            rules |= {it.rule for it in self.flow.interrupts if it.rule}
+            known = tuple(sorted(rules))
+        if ref.op is None:
+            self.err(path, f"condition '{cond.text}': compare '{ref.fact}', like "
+                     f"'{ref.fact} == {known[0] if known else 'x'}'")
+            return
+        for v in ref.values:
+            if not isinstance(v, str) or v not in known:
+                what = "a disposition" if ref.fact == "disposition" else "a rule of this flow"
+                self.err(path, f"condition '{cond.text}': '{v}' is not {what} (one of "
+                         f"{', '.join(known)}){did_you_mean(v, known)}")
 
     def _test_types(self, cond: Condition, ref: Test, spec: FactSpec, path: Path) -> None:
         where = f"condition '{cond.text}'"
@@ -228,6 +258,13 @@ class Checker:
         steps = self.flow.steps
         where = self.b.where(path)
         if q.kind == "decision":
+            for j, r in enumerate(q.routes):
+                if r.go == q.id:
+                    self.err(path + ("routes", j, "go"), f"{where} routes to itself; a "
+                             "decision asks nothing, so it would go round for ever")
+            if q.next == q.id:
+                self.err(path + ("next",), f"{where} goes next to itself; a decision asks "
+                         "nothing, so it would go round for ever")
             for k in ("fact", "text", "options"):
                 if getattr(q, k):
                     self.err(path + (k,), f"{where} is a decision: it asks nothing, so it takes "
@@ -253,6 +290,17 @@ class Checker:
             self.check_checklist(q, path)
         elif q.kind == "number":
             self.check_number(q, path, spec)
+        words: dict[tuple[str, str], int] = {}
+        for j, opt in enumerate(q.options):
+            for lang in self.flow.languages:
+                for w in {*(opt.also.get(lang, ())), normalise(opt.label.get(lang, ""))}:
+                    if not w:
+                        continue
+                    other = words.setdefault((lang, w), j)
+                    if other != j:
+                        self.warn(path + ("options", j), f"{where}: typing '{w}' could mean "
+                                  f"option {other + 1} or option {j + 1}; the first wins. Give "
+                                  "each option its own words")
         for j, opt in enumerate(q.options):
             opath = path + ("options", j)
             if q.kind != "decision":
@@ -261,19 +309,19 @@ class Checker:
                 s = self.fact(fact, opath + ("sets", fact))
                 if s:
                     self.value(s, value, opath + ("sets", fact))
-            if opt.next is not None and opt.next not in steps:
+            if opt.next is not None and opt.next not in steps and opt.next not in self.b.shapeless:
                 self.err(opath + ("next",), f"{self.b.where(opath)} goes to '{opt.next}', which "
                          f"does not exist{did_you_mean(opt.next, steps)}")
         for j, r in enumerate(q.routes):
             rpath = path + ("routes", j)
-            if r.go not in steps:
+            if r.go not in steps and r.go not in self.b.shapeless:
                 self.err(rpath + ("go",), f"{self.b.where(rpath)} of {where} goes to '{r.go}', "
                          f"which does not exist{did_you_mean(r.go, steps)}")
-            if r.cond is None and j < len(q.routes) - 1:
+            if r.cond is None and not r.broken and j < len(q.routes) - 1:
                 self.warn(rpath, f"{self.b.where(rpath)} of {where} has no 'if', so the routes "
                           "below it are never used; move it to the end")
             self.condition(r.cond, rpath + ("if",))
-        if q.next is not None and q.next not in steps:
+        if q.next is not None and q.next not in steps and q.next not in self.b.shapeless:
             self.err(path + ("next",), f"{where}: next step '{q.next}' does not exist"
                      f"{did_you_mean(q.next, steps)}")
         uses_default = q.kind != "choice" or any(o.next is None for o in q.options)
@@ -437,7 +485,9 @@ class Checker:
         for i, it in enumerate(self.flow.interrupts):
             path: Path = ("interrupts", i)
             target = self.flow.steps.get(it.go)
-            if target is None:
+            if target is None and it.go in self.b.shapeless:
+                pass
+            elif target is None:
                 self.err(path + ("go",), f"{self.b.where(path)} goes to '{it.go}', which does "
                          f"not exist{did_you_mean(it.go, self.flow.steps)}")
             elif not isinstance(target, Outcome):
@@ -540,8 +590,9 @@ class Checker:
                 for j, r in enumerate(step.routes):
                     if r.cond is None:
                         continue
-                    missing = sorted(self.expand(r.cond.reads) - known
-                                     - _tick_tests(step, r.cond, self.flow))
+                    missing = sorted(f for f in self.expand(r.cond.reads) - known
+                                     - _tick_tests(step, r.cond, self.flow)
+                                     if f in self.flow.facts)
                     for fact in missing:
                         trail = self.path_without(fact, sid)
                         self.err(self.paths[sid] + ("routes", j, "if"),

@@ -48,6 +48,13 @@ def read_yaml(text: str, file: str) -> Source:
     """Parse text; problems (syntax errors, duplicate keys, odd keys) go in Source.problems."""
     src = Source(file=file, data=None)
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        src.problems.append(Problem(file, 1, 1, "error",
+                                    f"the text has a character that cannot be saved as UTF-8 "
+                                    f"(position {exc.start}); remove it"))
+        return src
+    try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -55,11 +62,15 @@ def read_yaml(text: str, file: str) -> Source:
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{exc.context}, {what}"
-        if "mapping values are not allowed" in what:
+        bad_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+        if "\t" in bad_line[:max(col, 1)] or (("\t" in bad_line) and "token" in what):
+            hint = "this line has a tab: YAML needs spaces for indentation; replace the tab " \
+                   "with spaces"
+        elif "mapping values are not allowed" in what:
             hint = "a text that contains ': ' must be put in quotes, like \"Note: ...\""
         elif "could not find expected ':'" in what or "expected <block end>" in what:
             hint = "check the indentation of this line and the one above (use spaces, not tabs)"
-        elif "found character '\\t'" in what:
+        elif "\\t" in what or "\t" in what or "tab" in what.lower():
             hint = "replace the tab with spaces"
         else:
             hint = "check the indentation and quotes on this line and the one above"
@@ -75,23 +86,30 @@ def read_yaml(text: str, file: str) -> Source:
     return src
 
 
-_constructor = yaml.SafeLoader.__new__(yaml.SafeLoader)
-yaml.constructor.SafeConstructor.__init__(_constructor)
-
-
 def _scalar(node: yaml.ScalarNode) -> Any:
+    """The scalar's value (yes/no → bool, 12 → int ...); its text when it cannot be built."""
+    constructor = yaml.constructor.SafeConstructor()
     try:
-        return _constructor.construct_object(node, deep=True)
-    except yaml.YAMLError:
+        return constructor.construct_object(node, deep=True)
+    except Exception:  # a date that is not a date, `!!int x`, ...: keep the text
         return node.value
 
 
-def _build(node: yaml.Node, path: Path, src: Source) -> Any:
+def _build(node: yaml.Node, path: Path, src: Source, seen: set[int] | None = None) -> Any:
     src.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    seen = set() if seen is None else seen
+    if not isinstance(node, yaml.ScalarNode):
+        if id(node) in seen:  # an alias (*name) of a list or mapping
+            src.problems.append(Problem(
+                src.file, node.start_mark.line + 1, node.start_mark.column + 1, "error",
+                "anchors and aliases (& and *) are not supported in flows; write the text out "
+                "where it is needed"))
+            return None
+        seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
     if isinstance(node, yaml.SequenceNode):
-        return [_build(child, path + (i,), src) for i, child in enumerate(node.value)]
+        return [_build(child, path + (i,), src, seen) for i, child in enumerate(node.value)]
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -121,6 +139,6 @@ def _build(node: yaml.Node, path: Path, src: Source) -> Any:
                 )
                 continue
             src.key_positions[path + (skey,)] = kpos
-            out[skey] = _build(value_node, path + (skey,), src)
+            out[skey] = _build(value_node, path + (skey,), src, seen)
         return out
     return None  # pragma: no cover
