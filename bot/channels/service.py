@@ -89,18 +89,28 @@ class ConversationService:
 
     async def update_meta(self, key: str, version: int, changes: dict[str, Any],
                           replied: int | None = None) -> int | None:
-        """Best effort: remember channel data (message ids, which update was answered)."""
+        """Best effort: remember channel data (message ids, which update was answered).
+
+        `changes` describe the screen written at `version`; when the session has moved on
+        since (another update, maybe on another instance), they are stale and only `replied`
+        is recorded."""
         for _ in range(3):
             data, current = await self.store.load(key)
             if data is None:
                 return None
             meta = data.setdefault("meta", {})
-            meta.update(changes)
+            if current == version:
+                meta.update(changes)
+            elif replied is None:
+                return None
             if replied is not None:
                 meta["replied"] = (meta.get("replied", []) + [replied])[-RECENT_UPDATES:]
             saved = await self.store.save(key, data, current)
             if saved is not None:
-                return saved
+                if current == version:
+                    return saved
+                return None
+            version = -1  # someone else wrote: what we describe is no longer current
         return None
 
     async def forget(self, key: str) -> None:

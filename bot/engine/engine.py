@@ -255,6 +255,9 @@ class Engine:
             fresh.meta, fresh.updates = s.meta, s.updates
             _copy(fresh, s)
             return self._start(s, self.current, notices)
+        if isinstance(inp, (Back, Restart)) and inp.step is not None and inp.step != s.step:
+            notices.append(self._notice("stale", s.lang))
+            return self._reply(s, fm, notices=notices, changed=False)
         if isinstance(inp, Restart):
             fresh = self.new_session(s.lang)
             fresh.meta, fresh.updates = s.meta, s.updates

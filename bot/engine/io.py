@@ -32,12 +32,17 @@ class Text:
 
 @dataclass(frozen=True)
 class Back:
-    """Undo the last answer."""
+    """Undo the last answer. With `step`: only if that screen is still the current one (a
+    Back button pressed twice, or on two instances at once, goes back once)."""
+
+    step: str | None = None
 
 
 @dataclass(frozen=True)
 class Restart:
-    """Forget the answers and start again."""
+    """Forget the answers and start again (with `step`: only from that screen)."""
+
+    step: str | None = None
 
 
 @dataclass(frozen=True)

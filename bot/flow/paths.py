@@ -140,6 +140,7 @@ class _Walker:
                         self.check_reads |= self._expand({ref.fact})
         self.memo: dict[Any, int] = {}
         self.on_trail: set[Any] = set()  # states being walked (a loop back to one is cut)
+        self.ends: set[Any] = set()  # outcomes already checked, by what the checks read
         self.answer_cache: dict[str, list[tuple[Any, str]]] = {}
 
     def _expand(self, facts: set[str]) -> set[str]:
@@ -248,6 +249,13 @@ class _Walker:
                trail: tuple[Answer, ...], rule: str | None) -> int:
         self.result.paths += 1
         final_rule = rule or out.rule
+        if not self.keep:  # the checks read only these: an end seen before holds the same
+            end = (out.id, final_rule,
+                   tuple(sorted((k, v) for k, v in facts.items() if k in self.check_reads)),
+                   asked & self.asked_reads)
+            if end in self.ends:
+                return 1
+            self.ends.add(end)
         all_facts = self.flow.all_facts(facts)
         res = PathResult(trail, out.id, out.disposition, final_rule, all_facts)
         if self.keep:

@@ -1,0 +1,278 @@
+"""Answers per second through engine + session store, against the engine alone, in one run.
+
+Usage: .venv/bin/python bench/bench_sessions.py [--patients N] [--rounds R] [--redis-url URL]
+
+One answer through a store = ``ConversationService.step``: load the session from the store,
+``Engine.handle`` the input, compare-and-set save (with the update id kept for dedup), as
+the Telegram channel does for every update (the channel then also writes its message ids
+with ``update_meta``: the "+ meta" rows show that cost too). The engine alone applies the
+same inputs to the same sessions, dict in / dict out, no store and no JSON. Patients are
+interleaved (answer 1 of every patient, then answer 2, ...) so each answer touches another
+session, and go through whole conversations of the demo flow (all four dispositions,
+checklist ticks, a typed age, a back).
+
+Rows: answers/s (the median round, and the best), µs per answer (median and p99 over every
+answer of every round), the store's share of the median time per answer (1 - engine alone /
+with the store), and
+the bytes one finished session takes in the store (memory: the JSON text; SQLite: the row,
+key + JSON + version + timestamp; Redis: ``MEMORY USAGE`` of the key). The targets: on
+Redis the store costs less than the engine's own work per answer (share < 50%), and SQLite
+sustains at least 1,000 answers/s. The load average is printed: the numbers mean little on
+a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.util
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.channels.service import ConversationService  # noqa: E402
+from bot.engine import Back, Choose, Engine, Input, Start, Text  # noqa: E402
+from bot.flow import load_flow  # noqa: E402
+from bot.flow.model import Flow  # noqa: E402
+from bot.storage import SessionStore  # noqa: E402
+from bot.storage.memory import MemoryStore  # noqa: E402
+from bot.storage.sqlite import SQLiteStore  # noqa: E402
+
+Step = Callable[[str, Input, int], Awaitable[Any]]
+
+
+def conversations(flow: Flow) -> list[list[Input]]:
+    """Whole conversations through the demo flow, as engine inputs."""
+    h = flow.hash[:8]
+
+    def a(step: str, option: int) -> Choose:
+        return Choose(step, option, "a", h)
+
+    def t(step: str, option: int) -> Choose:
+        return Choose(step, option, "t", h)
+
+    def n(step: str) -> Choose:
+        return Choose(step, 0, "n", h)
+
+    def d(step: str) -> Choose:
+        return Choose(step, 0, "d", h)
+
+    return [
+        # self care
+        [Start("en"), n("red_flags"), a("bladder_check", 0), Text("30"), a("duration", 0),
+         a("trend", 0), a("fever", 0), n("worries")],
+        # routine, worried, with a back
+        [Start("en"), n("red_flags"), a("bladder_check", 0), Text("50"), a("duration", 1),
+         Back(), a("duration", 0), a("trend", 2), a("fever", 0), t("worries", 0),
+         t("worries", 1), d("worries")],
+        # urgent
+        [Start("en"), n("red_flags"), a("bladder_check", 2), a("bladder_examples", 0),
+         Text("45"), a("duration", 0), a("trend", 1), a("fever", 1), n("worries")],
+        # emergency
+        [Start("en"), t("red_flags", 2), d("red_flags")],
+    ]
+
+
+def workload(flow: Flow, patients: int) -> list[tuple[int, Input]]:
+    """(patient, input) in the order answered: answer k of every patient, then k + 1."""
+    convs = conversations(flow)
+    scripts = [convs[p % len(convs)] for p in range(patients)]
+    order: list[tuple[int, Input]] = []
+    for k in range(max(len(s) for s in scripts)):
+        order += [(p, s[k]) for p, s in enumerate(scripts) if k < len(s)]
+    return order
+
+
+def engine_alone(engine: Engine, order: list[tuple[int, Input]]) -> list[float]:
+    """Seconds per answer: the engine alone, each session a dict carried from answer to
+    answer (``handle`` takes the dict over and returns the next one)."""
+    sessions: dict[int, dict[str, Any] | None] = {}
+    out = []
+    clock = time.perf_counter
+    for patient, inp in order:
+        started = clock()
+        new, reply = engine.handle(sessions.get(patient), inp, lang="en")
+        out.append(clock() - started)
+        assert reply.changed
+        sessions[patient] = new
+    return out
+
+
+async def through_store(service: ConversationService, prefix: str,
+                        order: list[tuple[int, Input]], meta: bool,
+                        update_ids: itertools.count[int]) -> list[float]:
+    """Seconds per answer: ``ConversationService.step`` (plus ``update_meta`` if ``meta``)."""
+    out = []
+    clock = time.perf_counter
+    for patient, inp in order:
+        uid = next(update_ids)
+        key = f"{prefix}{patient}"
+        started = clock()
+        res = await service.step(key, inp, update_id=uid, lang="en")
+        if meta:
+            await service.update_meta(key, res.version, {"qmsg": {"id": uid, "step": "x"}},
+                                      replied=uid)
+        out.append(clock() - started)
+        assert res.reply.changed and not res.duplicate
+    return out
+
+
+async def session_bytes(store: SessionStore, keys: list[str]) -> int | None:
+    """The median bytes a session takes in ``store``."""
+    sizes: list[int] = []
+    for key in keys:
+        if isinstance(store, MemoryStore):
+            sizes.append(len(store._data.sessions[key].text.encode()))
+            continue
+        if isinstance(store, SQLiteStore):
+            size = store.stored_bytes(key)
+        else:
+            sizer = getattr(store, "stored_bytes", None)
+            if sizer is None:
+                return None
+            size = await sizer(key)
+        if size is not None:
+            sizes.append(size)
+    return int(statistics.median(sizes)) if sizes else None
+
+
+def load_redis_helper() -> ModuleType:
+    """Import tests/storage/redis_server.py by path (site-packages may own ``tests``)."""
+    path = ROOT / "tests" / "storage" / "redis_server.py"
+    spec = importlib.util.spec_from_file_location("_bench_redis_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98]
+
+
+async def run(patients: int, rounds: int, redis_url: str | None, flow_path: str) -> int:
+    flow, problems = load_flow(flow_path)
+    if flow is None:
+        for p in problems:
+            print(p)
+        return 1
+    engine = Engine(flow)
+    order = workload(flow, patients)
+    load_before = os.getloadavg()
+    print(f"{flow_path}: {patients} patients, {len(order)} answers per round, {rounds} rounds; "
+          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+
+    server = None
+    if redis_url is None:
+        helper = load_redis_helper()
+        if helper.redis_server_available():
+            server = helper.start_redis_server()
+            redis_url = server.url
+    tmp = tempfile.TemporaryDirectory(prefix="bench-sessions-")
+    stores: dict[str, SessionStore] = {
+        "memory": MemoryStore(),
+        "sqlite": SQLiteStore(Path(tmp.name) / "sessions.db"),
+    }
+    if redis_url is not None:
+        from bot.storage.redis_store import RedisStore
+
+        stores["redis"] = RedisStore(redis_url, prefix="bench:")
+    names = ["engine alone", *stores, *(f"{s} + meta" for s in ("sqlite", "redis")
+                                        if s in stores)]
+    per_answer: dict[str, list[float]] = {name: [] for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    sizes: dict[str, int | None] = {}
+    update_ids = itertools.count(1)
+    try:
+        for store in stores.values():
+            await store.check()
+        for rnd in range(-1, rounds):  # round -1 warms up
+            gc.collect()
+            timings = {"engine alone": engine_alone(engine, order)}
+            for name, store in stores.items():
+                service = ConversationService(engine, store)
+                for meta in (False, True):
+                    row = f"{name} + meta" if meta else name
+                    if row not in per_answer:
+                        continue
+                    prefix = f"r{rnd}{'m' if meta else ''}:"
+                    timings[row] = await through_store(service, prefix, order, meta,
+                                                       update_ids)
+                    if rnd == rounds - 1:
+                        keys = [f"{prefix}{p}" for p in range(patients)]
+                        sizes[row] = await session_bytes(store, keys)
+            if rnd < 0:
+                continue
+            for row, values in timings.items():
+                per_answer[row] += values
+                rates[row].append(len(values) / sum(values))
+    finally:
+        for store in stores.values():
+            await store.close()
+        tmp.cleanup()
+        if server is not None:
+            server.stop()
+
+    medians = {row: statistics.median(per_answer[row]) * 1e6 for row in names}
+    engine_us = medians["engine alone"]
+    header = ("", "answers/s", "best round", "µs/answer median", "p99", "store share",
+              "bytes/session")
+    table = []
+    for row in names:
+        us = medians[row]
+        share = "-" if row == "engine alone" else f"{(us - engine_us) / us:.0%}"
+        size = sizes.get(row)
+        table.append((row, f"{statistics.median(rates[row]):,.0f}", f"{max(rates[row]):,.0f}",
+                      f"{us:.1f}", f"{p99(per_answer[row]) * 1e6:.1f}", share,
+                      "-" if size is None else f"{size:,}"))
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    for line in [header, tuple("-" * w for w in widths), *table]:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+
+    ok = True
+    if "redis" in medians:
+        store_us = medians["redis"] - engine_us
+        met = store_us < engine_us
+        ok &= met
+        print(f"target: on Redis the store costs less than the engine per answer (medians): "
+              f"store {store_us:.1f} µs vs engine {engine_us:.1f} µs: "
+              f"{'met' if met else 'NOT met'}")
+    else:
+        print("target: on Redis the store costs less than the engine per answer: not measured "
+              "(no redis-server; pass --redis-url)")
+    sqlite_rate = statistics.median(rates["sqlite"])
+    met = sqlite_rate >= 1000
+    ok &= met
+    print(f"target: SQLite sustains >= 1,000 answers/s (median round): {sqlite_rate:,.0f}: "
+          f"{'met' if met else 'NOT met'}")
+    return 0 if ok else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--patients", type=int, default=200, help="sessions per round")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    parser.add_argument("--flow", default=str(ROOT / "flows" / "demo.yaml"))
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.patients, args.rounds, args.redis_url, args.flow)))
+
+
+if __name__ == "__main__":
+    main()
