@@ -102,6 +102,15 @@ class SessionStore(Protocol):
         """Delete sessions inactive longer than the TTL; return how many were deleted."""
         ...
 
+    async def sessions(self) -> list[tuple[str, Session]]:
+        """Every live session as ``(key, session)``, for staff statistics.
+
+        Sessions past their TTL and sessions that cannot be decoded are skipped (the staff
+        tools count where unfinished conversations stopped; a corrupt one has no answer to
+        give). The order is unspecified.
+        """
+        ...
+
     async def check(self) -> None:
         """Raise ``StoreConfigError`` (one line) if the backend cannot be used."""
         ...

@@ -21,6 +21,7 @@ from .base import (
     DEFAULT_TTL_SECONDS,
     AuditRecord,
     Clock,
+    CorruptSession,
     Session,
     StoreClosed,
     audit_time,
@@ -141,6 +142,20 @@ class MemoryStore:
         if stale:
             logger.info("expired %d inactive sessions", len(stale))
         return len(stale)
+
+    async def sessions(self) -> list[tuple[str, Session]]:
+        self._ensure_open()
+        now = self.clock()
+        out: list[tuple[str, Session]] = []
+        for key in list(self._data.sessions):
+            row = self._live(key, now)
+            if row is None:
+                continue
+            try:
+                out.append((key, decode_session(key, BACKEND, row.text)))
+            except CorruptSession:
+                logger.warning("skipped corrupt session %s while listing sessions", key)
+        return out
 
     async def check(self) -> None:
         self._ensure_open()

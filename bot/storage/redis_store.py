@@ -231,6 +231,52 @@ class RedisStore:
         self._client()
         return 0  # Redis expires keys itself (PX on every save, and on seen markers)
 
+    async def sessions(self) -> list[tuple[str, Session]]:
+        client = self._client()
+        head = self.session_key("")
+        pattern = _glob_escape(head) + "*"
+        out: list[tuple[str, Session]] = []
+        skipped = 0
+        batch: list[bytes] = []
+
+        async def flush() -> None:
+            nonlocal skipped
+            values = await client.mget(batch)  # None for a key gone, or not a string
+            for name, raw in zip(batch, values, strict=True):
+                key = name.decode("utf-8", "replace")[len(head):]
+                if raw is None:
+                    continue
+                try:
+                    data = self._unwrap(key, raw)
+                except CorruptSession:
+                    skipped += 1
+                    continue
+                if data is not None:
+                    out.append((key, data))
+            batch.clear()
+
+        async for name in client.scan_iter(match=pattern, count=500):
+            batch.append(name)
+            if len(batch) >= 500:
+                await flush()
+        if batch:
+            await flush()
+        if skipped:
+            logger.warning("skipped %d corrupt sessions while listing sessions", skipped)
+        return out
+
+    def _unwrap(self, key: str, raw: bytes | str) -> Session | None:
+        """The session inside a stored envelope; None if past its TTL."""
+        envelope = decode_session(key, BACKEND, raw)
+        version, touched_ms, data = envelope.get("v"), envelope.get("t"), envelope.get("data")
+        if not isinstance(version, int) or not isinstance(touched_ms, int):
+            raise CorruptSession(key, BACKEND, "missing or non-integer version/timestamp")
+        if not isinstance(data, dict):
+            raise CorruptSession(key, BACKEND, "missing session object")
+        if self._now_ms() - touched_ms > self._ttl_ms:
+            return None
+        return data
+
     async def check(self) -> None:
         try:
             await self._client().ping()
@@ -256,6 +302,11 @@ class RedisStore:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with Redis glob characters escaped, for ``SCAN MATCH``."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _wrong_type(key: str, exc: ResponseError) -> Exception:

@@ -257,6 +257,24 @@ class SQLiteStore:
             logger.info("expired %d inactive sessions", removed)
         return removed
 
+    async def sessions(self) -> list[tuple[str, Session]]:
+        rows = self._db().execute(
+            "SELECT key, data FROM sessions WHERE touched_at >= ? ORDER BY key",
+            (self.clock() - self.ttl_seconds,),
+        )
+        out: list[tuple[str, Session]] = []
+        skipped = 0
+        for key, data in rows.fetchall():
+            try:
+                if not isinstance(key, str) or not isinstance(data, str | bytes):
+                    raise CorruptSession(str(key), BACKEND, "a column holds the wrong type")
+                out.append((key, decode_session(key, BACKEND, data)))
+            except CorruptSession:
+                skipped += 1
+        if skipped:
+            logger.warning("skipped %d corrupt sessions while listing sessions", skipped)
+        return out
+
     async def check(self) -> None:
         db = self._db()
         try:
