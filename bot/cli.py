@@ -244,12 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
+    func = getattr(args, "func", cmd_run)
+    # the bot logs at LOG_LEVEL; the staff tools and the console only say what goes wrong
+    serving = func is cmd_run and bool(settings.token)
+    logging.basicConfig(level=settings.log_level if serving else "WARNING",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # libraries that would log message contents or the bot token in URLs stay quiet
     for noisy in ("transitions", "httpx", "httpcore", "telegram", "hpack", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    func = getattr(args, "func", cmd_run)
     try:
         return int(func(args) or 0)
     except SettingsError as exc:
