@@ -125,12 +125,24 @@ def checklist_ticks(flow: Flow, q: Question, text: str, lang: str) -> list[int] 
     return sorted(ticks) if ticks else None
 
 
+NEGATIONS = {"no", "not", "dont", "never", "without", "sin", "nunca", "tampoco", "ni"}
+
+
 def interrupt_for(flow: Flow, text: str) -> Any:
-    """The first interrupt with a phrase inside the text (any language), or None."""
+    """The first interrupt with a phrase inside the text (any language), or None.
+
+    A phrase right after a negation ("no chest pain", "sin dolor de pecho") does not count;
+    "no, I can't pee" does (the negation is not next to the phrase)."""
     t = f" {clean(text)} "
     for it in flow.interrupts:
         for phrases in it.phrases.values():
             for p in phrases:
-                if f" {p} " in t or (len(p) > 6 and p in t):
-                    return it
+                start = t.find(f" {p} ")
+                if start < 0 and len(p) > 6:
+                    start = t.find(p)
+                while start >= 0:
+                    before = t[:start].replace(",", " ").split()
+                    if not before or before[-1] not in NEGATIONS:
+                        return it
+                    start = t.find(f" {p} ", start + 1)
     return None

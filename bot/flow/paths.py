@@ -230,7 +230,10 @@ class _Walker:
             if target is None or target not in self.flow.steps:
                 continue
             more = (Answer(sid, answer, words),) if step.kind != "decision" else ()
-            total += self.visit(target, new, now_asked, trail + more, route_rule or rule)
+            # as the engine does: a route's rule counts when it ends at an outcome, through
+            # decisions; a question in between starts afresh
+            carried = rule if step.kind == "decision" else None
+            total += self.visit(target, new, now_asked, trail + more, route_rule or carried)
             if self.result.truncated:
                 break
         self.on_trail.discard(key)
@@ -238,7 +241,7 @@ class _Walker:
         return total
 
     def _asked_by(self, q: Question, answer: Any) -> frozenset[str]:
-        if q.kind == "checklist":
+        if q.kind == "checklist":  # every box was put to the patient, ticked or not
             return frozenset(o.fact for o in q.options if o.fact)
         if q.kind == "decision":
             return frozenset()

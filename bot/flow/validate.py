@@ -383,6 +383,39 @@ class Checker:
                          "it a 'value' (or 'range'), or a 'next' step")
         if spec is not None and spec.type == "number":
             self.check_ranges(q, path, spec)
+            self.check_range_splits(q, path)
+
+    def check_range_splits(self, q: Question, path: Path) -> None:
+        """A button standing for a range records its lowest number; a condition that tells
+        numbers inside the range apart would give them all the advice of the lowest."""
+        from .paths import _all_conditions
+
+        for cond in _all_conditions(self.flow):
+            for ref in walk(cond.node):
+                if not isinstance(ref, Test) or ref.fact != q.fact or ref.op is None:
+                    continue
+                for v in ref.values:
+                    if isinstance(v, bool) or not isinstance(v, (int, float)):
+                        continue
+                    c = int(v)
+                    cuts = {"<": [c], ">=": [c], "<=": [c + 1], ">": [c + 1]}.get(
+                        ref.op, [c, c + 1])
+                    for o in q.options:
+                        if o.range is None:
+                            continue
+                        lo, hi = o.range
+                        for k in cuts:
+                            if lo < k and (hi is None or k <= hi):
+                                self.err(path + ("options", o.index, "range"),
+                                         f"{self.b.where(path + ('options', o.index))}: the "
+                                         f"range {_rng(o)} is split by the condition "
+                                         f"'{cond.text}': "
+                                         f"{lo if k - 1 == lo else f'{lo}–{k - 1}'} and {k} "
+                                         "or more would "
+                                         f"need different advice, but the button records "
+                                         f"{lo}; end a button at {k - 1} and start the next "
+                                         f"at {k}")
+                                break
 
     def check_ranges(self, q: Question, path: Path, spec: FactSpec) -> None:
         ranged = sorted((o for o in q.options if o.range is not None),

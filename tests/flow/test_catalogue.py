@@ -339,8 +339,19 @@ CASES = [
     Broken(
         "ranges_overlap",
         (("{range: [14, 42]", "{range: [13, 42]"),),
-        (err("113:17", "question 'duration': the ranges of options 1 and 2 overlap (0–13 and "
-             "13–42); a number must belong to one button only"),),
+        (err("113:17", "question 'duration', option 2: the range 13–42 is split by the "
+             "condition 'duration_days < 14 or trend == worsening': 13 and 14 or more would "
+             "need different advice, but the button records 13; end a button at 13 and start "
+             "the next at 14"),
+         err("113:17", "question 'duration': the ranges of options 1 and 2 overlap (0–13 and "
+             "13–42); a number must belong to one button only")),
+    ),
+    Broken(
+        "range_split_by_a_rule",
+        (("{range: [14, 42]", "{range: [14, 50]"), ("{range: [43, null]", "{range: [51, null]")),
+        (err("113:17", "question 'duration', option 2: the range 14–50 is split by the "
+             "condition 'duration_days > 42': 14–42 and 43 or more would need different "
+             "advice, but the button records 14; end a button at 42 and start the next at 43"),),
     ),
     Broken(
         "ranges_leave_a_gap",
