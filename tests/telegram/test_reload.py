@@ -31,7 +31,7 @@ async def test_valid_edit_live_broken_edit_refused(api: FakeBotAPI, tmp_path: Pa
         while run.bot.engine.flow.hash == old and time.monotonic() - t0 < 5:
             await asyncio.sleep(0.05)
         assert time.monotonic() - t0 < 2.0, "a valid edit must go live within 2 s"
-        await api.wait_idle()
+        await api.wait_for(lambda: staff.last_bot_message is not None, timeout=10)
         assert "is live for new conversations" in str(staff.last_bot_message.text)  # type: ignore
         bob = api.user(3002, "Bob")
         await bob.send_command("/start")
@@ -43,8 +43,8 @@ async def test_valid_edit_live_broken_edit_refused(api: FakeBotAPI, tmp_path: Pa
         assert "Just to be sure" in last_text(ann)
         live = run.bot.engine.flow.hash
         flow.write_text(text.replace("next: trend", "next: trnd"))
-        await asyncio.sleep(1.6)
-        await api.wait_idle()
+        await api.wait_for(lambda: "refused" in str(staff.last_bot_message.text),  # type: ignore
+                           timeout=10)
         assert run.bot.engine.flow.hash == live  # the broken edit never went live
         card = str(staff.last_bot_message.text)  # type: ignore[union-attr]
         assert card.startswith("❌ The edit of")

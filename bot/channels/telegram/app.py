@@ -122,6 +122,7 @@ class TelegramBot:
         try:
             from .request import AiohttpRequest
         except ImportError:
+            logger.info("Bot API requests over httpx (install aiohttp: ~3x less CPU)")
             return builder.connection_pool_size(POOL_SIZE).pool_timeout(10.0)
         return builder.request(AiohttpRequest(POOL_SIZE))
 
