@@ -14,11 +14,11 @@ Interrupts are paths too: the phrase typed at the first question.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .conditions import Asked, Test, walk
+from .conditions import Asked, Condition, Test, walk
 from .model import Flow, Outcome, Question
 
 if TYPE_CHECKING:
@@ -55,36 +55,54 @@ class Walk:
     truncated: bool = False
 
 
-def number_classes(flow: Flow, q: Question) -> list[tuple[int, str]]:
-    """(value, description) for both ends of each class of numbers the conditions tell apart."""
-    assert q.fact is not None
-    spec = flow.facts.get(q.fact)
-    lo = q.min if q.min is not None else (spec.min if spec and spec.min is not None else 0)
-    hi = q.max if q.max is not None else (spec.max if spec and spec.max is not None else lo + 100)
-    cuts: set[int] = set()  # a cut c means: c-1 and c may differ
-    for cond in _all_conditions(flow):
+def comparison_cuts(ref: Test) -> list[int]:
+    """The numbers c where c-1 and c may be told apart by one comparison (`age >= 70`: 70)."""
+    out: list[int] = []
+    for v in ref.values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or ref.op is None:
+            continue
+        c = int(v)
+        if ref.op in ("<", ">="):
+            out.append(c)
+        elif ref.op in ("<=", ">"):
+            out.append(c + 1)
+        else:
+            out.extend((c, c + 1))
+    return out
+
+
+def numeric_cuts(conditions: Iterable[Condition]) -> dict[str, set[int]]:
+    """For each number fact, every cut its comparisons make."""
+    cuts: dict[str, set[int]] = {}
+    for cond in conditions:
         for ref in walk(cond.node):
-            if isinstance(ref, Test) and ref.fact == q.fact and ref.op is not None:
-                for v in ref.values:
-                    if isinstance(v, bool) or not isinstance(v, (int, float)):
-                        continue
-                    c = int(v)
-                    if ref.op in ("<", ">="):
-                        cuts.add(c)
-                    elif ref.op in ("<=", ">"):
-                        cuts.add(c + 1)
-                    else:
-                        cuts.update((c, c + 1))
-    bounds = sorted(c for c in cuts if lo < c <= hi)
+            if isinstance(ref, Test) and ref.op is not None:
+                found = comparison_cuts(ref)
+                if found:
+                    cuts.setdefault(ref.fact, set()).update(found)
+    return cuts
+
+
+def classes(lo: int, hi: int, cuts: Iterable[int]) -> list[tuple[int, str]]:
+    """(value, description) for both ends of each class of lo..hi that the cuts make."""
     out: list[tuple[int, str]] = []
     start = lo
-    for c in bounds + [hi + 1]:
+    for c in sorted(c for c in set(cuts) if lo < c <= hi) + [hi + 1]:
         end = c - 1
         out.append((start, f"{start} (of {start}–{end})" if end != start else str(start)))
         if end != start:
             out.append((end, f"{end} (of {start}–{end})"))
         start = c
     return out
+
+
+def number_classes(flow: Flow, q: Question) -> list[tuple[int, str]]:
+    """(value, description) for both ends of each class of numbers the conditions tell apart."""
+    assert q.fact is not None
+    spec = flow.facts.get(q.fact)
+    lo = q.min if q.min is not None else (spec.min if spec and spec.min is not None else 0)
+    hi = q.max if q.max is not None else (spec.max if spec and spec.max is not None else lo + 100)
+    return classes(lo, hi, numeric_cuts(_all_conditions(flow)).get(q.fact, set()))
 
 
 def _all_conditions(flow: Flow) -> Iterator[Any]:

@@ -388,18 +388,14 @@ class Checker:
     def check_range_splits(self, q: Question, path: Path) -> None:
         """A button standing for a range records its lowest number; a condition that tells
         numbers inside the range apart would give them all the advice of the lowest."""
-        from .paths import _all_conditions
+        from .paths import _all_conditions, comparison_cuts
 
         for cond in _all_conditions(self.flow):
             for ref in walk(cond.node):
                 if not isinstance(ref, Test) or ref.fact != q.fact or ref.op is None:
                     continue
-                for v in ref.values:
-                    if isinstance(v, bool) or not isinstance(v, (int, float)):
-                        continue
-                    c = int(v)
-                    cuts = {"<": [c], ">=": [c], "<=": [c + 1], ">": [c + 1]}.get(
-                        ref.op, [c, c + 1])
+                cuts = comparison_cuts(ref)
+                if cuts:
                     for o in q.options:
                         if o.range is None:
                             continue

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.flow.catalogue import URGENCY
-from bot.flow.conditions import Condition, Test, walk
+from bot.flow.conditions import Condition
 from bot.flow.model import Flow, Option, Outcome, Question, Text
-from bot.flow.paths import number_classes
+from bot.flow.paths import classes, number_classes, numeric_cuts
 
 MAX_EXAMPLES = 5
 MAX_DEPTH = 400
@@ -203,22 +203,7 @@ def _conditions(flow: Flow) -> list[Condition]:
 
 def _cuts(flow: Flow) -> dict[str, set[int]]:
     """For each number fact: the numbers c where c-1 and c may be treated differently."""
-    cuts: dict[str, set[int]] = {}
-    for cond in _conditions(flow):
-        for ref in walk(cond.node):
-            if not isinstance(ref, Test) or ref.op is None:
-                continue
-            for v in ref.values:
-                if isinstance(v, bool) or not isinstance(v, int | float):
-                    continue
-                c = int(v)
-                got = cuts.setdefault(ref.fact, set())
-                if ref.op in ("<", ">="):
-                    got.add(c)
-                elif ref.op in ("<=", ">"):
-                    got.add(c + 1)
-                else:
-                    got.update((c, c + 1))
+    cuts = numeric_cuts(_conditions(flow))
     for step in flow.steps.values():
         if isinstance(step, Question) and step.fact:
             for o in step.options:
@@ -444,17 +429,8 @@ class _PathDiff:
         assert q.fact is not None
         own = number_classes(self.sides[side].flow, q)
         lo, hi = own[0][0], own[-1][0]
-        cuts = sorted(c for c in self.cuts[OLD].get(q.fact, set()) | self.cuts[NEW].get(
-            q.fact, set()) if lo < c <= hi)
-        out: list[tuple[int, str]] = []
-        start = lo
-        for c in cuts + [hi + 1]:
-            end = c - 1
-            out.append((start, f"{start} (of {start}–{end})" if end != start else str(start)))
-            if end != start:
-                out.append((end, f"{end} (of {start}–{end})"))
-            start = c
-        return out
+        return classes(lo, hi, self.cuts[OLD].get(q.fact, set())
+                       | self.cuts[NEW].get(q.fact, set()))
 
     def split(self, side: int, fact: str, rng: tuple[int, int | None]
               ) -> list[tuple[int, int | None]]:
