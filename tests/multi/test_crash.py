@@ -127,7 +127,8 @@ async def test_killed_between_two_answers_resumes_on_restart(
     assert bot.log_problems() == []
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=(
+# a race: not every run lands the kill inside the window, so the mark is not strict
+@pytest.mark.xfail(strict=False, raises=TimeoutError, reason=(
     "an update is acknowledged before it is handled (webhook: PTB's WebhookHandler answers "
     "200 once the update is queued; polling: the next getUpdates confirms the batch as soon "
     "as it is queued), so an update whose handling is cut by SIGKILL is never redelivered: "
