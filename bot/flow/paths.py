@@ -14,7 +14,7 @@ Interrupts are paths too: the phrase typed at the first question.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,24 @@ class Walk:
     failures: list[tuple[str, PathResult]] = field(default_factory=list)
     states: int = 0
     truncated: bool = False
+
+
+def downstream(flow: Flow, own: Callable[[Question], set[str]]) -> dict[str, frozenset[str]]:
+    """For each step: the union of `own(q)` over every question reachable from it, itself
+    included (backward data flow to a fixed point)."""
+    live: dict[str, set[str]] = {sid: (set(own(s)) if isinstance(s, Question) else set())
+                                 for sid, s in flow.steps.items()}
+    changed = True
+    while changed:
+        changed = False
+        for sid, step in flow.steps.items():
+            if isinstance(step, Question):
+                for target, _, _ in step.successors():
+                    extra = live.get(target, set()) - live[sid]
+                    if extra:
+                        live[sid] |= extra
+                        changed = True
+    return {sid: frozenset(v) for sid, v in live.items()}
 
 
 def comparison_cuts(ref: Test) -> list[int]:
@@ -175,29 +193,9 @@ class _Walker:
         return out
 
     def _liveness(self) -> dict[str, frozenset[str]]:
-        """Facts read at or after each step (backward data flow to a fixed point)."""
-        flow = self.flow
-        own: dict[str, set[str]] = {}
-        for sid, step in flow.steps.items():
-            reads: set[str] = set()
-            if isinstance(step, Question):
-                for r in step.routes:
-                    if r.cond:
-                        reads |= self._expand(r.cond.reads)
-            own[sid] = reads
-        live = {sid: set(r) for sid, r in own.items()}
-        changed = True
-        while changed:
-            changed = False
-            for sid, step in flow.steps.items():
-                if not isinstance(step, Question):
-                    continue
-                for target, _, _ in step.successors():
-                    extra = live.get(target, set()) - live[sid]
-                    if extra:
-                        live[sid] |= extra
-                        changed = True
-        return {sid: frozenset(v) for sid, v in live.items()}
+        """Facts read at or after each step."""
+        return downstream(self.flow, lambda q: set().union(
+            *(self._expand(r.cond.reads) for r in q.routes if r.cond)))
 
     def key(self, sid: str, facts: dict[str, Any], asked: frozenset[str],
             rule: str | None) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 from bot.flow.catalogue import URGENCY
 from bot.flow.conditions import Condition
 from bot.flow.model import Flow, Option, Outcome, Question, Text
-from bot.flow.paths import classes, number_classes, numeric_cuts
+from bot.flow.paths import classes, downstream, number_classes, numeric_cuts
 
 MAX_EXAMPLES = 5
 MAX_DEPTH = 400
@@ -145,10 +145,10 @@ class _Side:
 
     def __init__(self, flow: Flow, shared: set[str]):
         self.flow = flow
-        self.live = _fixpoint(flow, lambda q: set().union(
+        self.live = downstream(flow, lambda q: set().union(
             *(self.expand(r.cond.reads) for r in q.routes if r.cond)))
-        self.reach = _fixpoint(flow, lambda q: {q.id})
-        self.asks = _fixpoint(flow, lambda q: set() if q.id in shared else _asked_here(q))
+        self.reach = downstream(flow, lambda q: {q.id})
+        self.asks = downstream(flow, lambda q: set() if q.id in shared else _asked_here(q))
 
     def expand(self, facts: set[str]) -> set[str]:
         out: set[str] = set()
@@ -171,23 +171,6 @@ def _asked_here(q: Question) -> set[str]:
             out.add(o.fact)
         out.update(o.sets)
     return out
-
-
-def _fixpoint(flow: Flow, own: Any) -> dict[str, frozenset[str]]:
-    """For each step: the union of `own(q)` over every question reachable from it."""
-    live: dict[str, set[str]] = {sid: (set(own(s)) if isinstance(s, Question) else set())
-                                 for sid, s in flow.steps.items()}
-    changed = True
-    while changed:
-        changed = False
-        for sid, step in flow.steps.items():
-            if isinstance(step, Question):
-                for target, _, _ in step.successors():
-                    extra = live.get(target, set()) - live[sid]
-                    if extra:
-                        live[sid] |= extra
-                        changed = True
-    return {sid: frozenset(v) for sid, v in live.items()}
 
 
 def _conditions(flow: Flow) -> list[Condition]:
