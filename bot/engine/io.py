@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,14 @@ class OutcomeView:
     safety_net: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
     """What to show: notices (short lines), the welcome, then the question or the outcome.
 
     `answered` is the question just answered and the answer's words (so a channel can turn
     the old question into a record). `changed` is False when the input changed nothing.
+    Made once per input and not shared (so not frozen: that costs ~2 µs an answer); the
+    views it holds are shared between conversations and frozen.
     """
 
     notices: tuple[str, ...] = ()
@@ -97,4 +99,3 @@ class Reply:
     changed: bool = True
     can_go_back: bool = False
     lang: str = "en"
-    extra: dict[str, str] = field(default_factory=dict)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bot.engine import Back, Choose, Engine, Text
 from bot.flow import load_text
 
@@ -318,3 +320,50 @@ def test_session_pinned_to_its_version_across_restarts(demo_flow: object,
     fresh.start()
     fresh.tap("None of these")
     assert fresh.step == "bladder_q"  # new conversations start on the new version
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "back_spasm.yaml"])
+def test_direct_trigger_agrees_with_transitions_on_every_edge(name: str) -> None:
+    """The machine's direct trigger (no callbacks to run) moves exactly as transitions' own
+    Event.trigger does, along every edge of the flow, and refuses a move the flow lacks."""
+    from pathlib import Path
+
+    from transitions import Event, MachineError
+
+    from bot.engine.engine import FlowMachine, _Cursor
+
+    text = (Path(__file__).resolve().parents[2] / "flows" / name).read_text()
+    flow, problems = load_text(text)
+    assert flow is not None, problems
+    fm = FlowMachine(flow)
+    assert fm.machine.plain
+    steps = list(flow.steps)
+    edges = 0
+    for target, event in fm.triggers.items():
+        for source in steps:
+            ours, theirs = _Cursor(source), _Cursor(source)
+            if source in event.transitions:
+                assert event.trigger(ours) and Event.trigger(event, theirs)
+                assert ours.state == theirs.state == target
+                edges += 1
+            else:
+                with pytest.raises(MachineError):
+                    event.trigger(ours)
+                with pytest.raises(MachineError):
+                    Event.trigger(event, theirs)
+                assert ours.state == source
+    assert edges == sum(len({t for t, _, _ in q.successors()})
+                        for q in flow.steps.values() if hasattr(q, "successors"))
+
+
+def test_a_machine_with_callbacks_takes_transitions_own_path(demo_flow: object) -> None:
+    from bot.engine.engine import FlowMachine, _Cursor
+
+    fm = FlowMachine(demo_flow)  # type: ignore[arg-type]
+    seen: list[str] = []
+    fm.machine.after_state_change = [lambda *a, **k: seen.append("after")]
+    fm.machine.check_plain()
+    assert not fm.machine.plain
+    target, event = next(iter(fm.triggers.items()))
+    cursor = _Cursor(next(iter(event.transitions)))
+    assert event.trigger(cursor) and cursor.state == target and seen == ["after"]
