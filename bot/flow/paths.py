@@ -157,7 +157,32 @@ def answers(flow: Flow, q: Question, lang: str) -> list[tuple[Any, str]]:
     return [(None, "")]
 
 
+_ABSENT = object()  # a fact not filled, in a memo key (told apart from every value, None too)
+
+# One answer at a question, worked out once: (answer, facts it fills, asked facts it adds that
+# a check reads, the option chosen, the fixed next step of that option or None, the Answer).
+_Edge = tuple[Any, dict[str, Any], frozenset[str], Any, str | None, Answer | None]
+# The answers so far, newest first, as nested pairs: a path is only spelled out when reported.
+_Trail = tuple[Any, Answer] | None
+
+
+def _spell(trail: _Trail) -> tuple[Answer, ...]:
+    out: list[Answer] = []
+    while trail is not None:
+        trail, answer = trail
+        out.append(answer)
+    out.reverse()
+    return tuple(out)
+
+
 class _Walker:
+    """Depth-first walk with shared continuations.
+
+    A state is (step, rule carried, the values of the facts still read from that step on or by
+    a check, the asked facts a check reads); its count of paths is worked out once. The facts
+    a state carries are complete (they are reported with a path); only its key is narrowed.
+    """
+
     def __init__(self, flow: Flow, lang: str, keep: bool, limit: int = MAX_STATES):
         self.flow = flow
         self.lang = lang
@@ -174,10 +199,14 @@ class _Walker:
                         self.asked_reads.add(ref.fact)
                     else:
                         self.check_reads |= self._expand({ref.fact})
+        # `asked` is kept to the facts a check reads in asked(): nothing else reads it
+        self.asked_keep = frozenset(self.asked_reads)
+        self.check_order = tuple(sorted(self.check_reads))
+        self.key_order: dict[str, tuple[str, ...]] = {}  # per step: the facts its key holds
         self.memo: dict[Any, int] = {}
         self.on_trail: set[Any] = set()  # states being walked (a loop back to one is cut)
         self.ends: set[Any] = set()  # outcomes already checked, by what the checks read
-        self.answer_cache: dict[str, list[tuple[Any, str]]] = {}
+        self.edges: dict[str, list[_Edge]] = {}
 
     def _expand(self, facts: set[str]) -> set[str]:
         out: set[str] = set()
@@ -197,60 +226,90 @@ class _Walker:
         return downstream(self.flow, lambda q: set().union(
             *(self._expand(r.cond.reads) for r in q.routes if r.cond)))
 
+    def _key_order(self, sid: str) -> tuple[str, ...]:
+        order = self.key_order.get(sid)
+        if order is None:
+            order = tuple(sorted(self.live.get(sid, frozenset()) | self.check_reads))
+            self.key_order[sid] = order
+        return order
+
     def key(self, sid: str, facts: dict[str, Any], asked: frozenset[str],
             rule: str | None) -> Any:
-        keep = self.live.get(sid, frozenset()) | self.check_reads
-        return (sid, rule, tuple(sorted((k, v) for k, v in facts.items() if k in keep)),
-                asked & self.asked_reads if self.asked_reads else frozenset())
+        """The state: two paths with the same key behave the same from here on."""
+        get = facts.get
+        return (sid, rule, tuple([get(k, _ABSENT) for k in self._key_order(sid)]),
+                asked & self.asked_keep)
+
+    def _edges(self, q: Question) -> list[_Edge]:
+        edges = self.edges.get(q.id)
+        if edges is None:
+            edges = []
+            for answer, words in answers(self.flow, q, self.lang):
+                option = q.options[answer] if q.kind == "choice" else None
+                edges.append((
+                    answer, self.flow.answer_facts(q, answer),
+                    self._asked_by(q, answer) & self.asked_keep, option,
+                    option.next if option is not None and option.next else None,
+                    Answer(q.id, answer, words) if q.kind != "decision" else None))
+            self.edges[q.id] = edges
+        return edges
 
     def run(self) -> Walk:
         flow = self.flow
-        self.visit(flow.start, {}, frozenset(), ())
+        self.visit(flow.start, {}, frozenset(), None, 0)
         for it in flow.interrupts:
             target = flow.steps.get(it.go)
             if isinstance(target, Outcome):
                 words = f"typed '{next(iter(it.phrases.get(self.lang, ())), it.id)}'"
                 self.finish(target, dict(it.sets), frozenset(),
-                            (Answer(flow.start, it.id, words),), it.rule)
+                            (None, Answer(flow.start, it.id, words)), it.rule)
         return self.result
 
-    def visit(self, sid: str, facts: dict[str, Any], asked: frozenset[str],
-              trail: tuple[Answer, ...], rule: str | None = None) -> int:
-        step = self.flow.steps[sid]
+    def visit(self, sid: str, facts: dict[str, Any], asked: frozenset[str], trail: _Trail,
+              depth: int, rule: str | None = None) -> int:
+        """The number of paths from here; `depth` is how many answers `trail` holds."""
+        flow = self.flow
+        step = flow.steps[sid]
         if isinstance(step, Outcome):
             return self.finish(step, facts, asked, trail, rule)
         key = self.key(sid, facts, asked, rule)
         if key in self.on_trail:
             return 0  # back to where this path already was, with nothing new: a loop
-        if len(trail) > 300:
-            self.result.truncated = True
+        result = self.result
+        if depth > 300:
+            result.truncated = True
             return 0
-        if key in self.memo and not self.keep:
-            n = self.memo[key]
-            self.result.paths += n
-            return n
-        self.result.states += 1
-        if self.result.states > self.limit:
-            self.result.truncated = True
+        if not self.keep:
+            n = self.memo.get(key)
+            if n is not None:
+                result.paths += n
+                return n
+        result.states += 1
+        if result.states > self.limit:
+            result.truncated = True
             return 0
         total = 0
         self.on_trail.add(key)
-        if sid not in self.answer_cache:
-            self.answer_cache[sid] = answers(self.flow, step, self.lang)
-        for answer, words in self.answer_cache[sid]:
-            new = dict(facts)
-            new.update(self.flow.answer_facts(step, answer))
-            now_asked = asked | self._asked_by(step, answer)
-            option = step.options[answer] if step.kind == "choice" else None
-            target, route_rule = step.route(option, self.flow.lookup(new))
-            if target is None or target not in self.flow.steps:
+        steps = flow.steps
+        decision = step.kind == "decision"
+        carried = rule if decision else None  # as the engine does: a route's rule counts
+        # when it ends at an outcome, through decisions; a question in between starts afresh
+        for _, filled, now_asks, option, fixed, more in self._edges(step):
+            new = {**facts, **filled} if filled else facts
+            now_asked = asked | now_asks if now_asks else asked
+            if fixed is not None:
+                target: str | None = fixed
+                route_rule: str | None = None
+            else:
+                target, route_rule = step.route(option, flow.lookup(new))
+            if target is None or target not in steps:
                 continue
-            more = (Answer(sid, answer, words),) if step.kind != "decision" else ()
-            # as the engine does: a route's rule counts when it ends at an outcome, through
-            # decisions; a question in between starts afresh
-            carried = rule if step.kind == "decision" else None
-            total += self.visit(target, new, now_asked, trail + more, route_rule or carried)
-            if self.result.truncated:
+            if more is None:
+                total += self.visit(target, new, now_asked, trail, depth, route_rule or carried)
+            else:
+                total += self.visit(target, new, now_asked, (trail, more), depth + 1,
+                                    route_rule or carried)
+            if result.truncated:
                 break
         self.on_trail.discard(key)
         self.memo[key] = total
@@ -265,20 +324,22 @@ class _Walker:
             frozenset([q.fact]) if q.fact else frozenset())
 
     def finish(self, out: Outcome, facts: dict[str, Any], asked: frozenset[str],
-               trail: tuple[Answer, ...], rule: str | None) -> int:
+               trail: _Trail, rule: str | None) -> int:
         self.result.paths += 1
         final_rule = rule or out.rule
+        asked = asked & self.asked_keep
         if not self.keep:  # the checks read only these: an end seen before holds the same
-            end = (out.id, final_rule,
-                   tuple(sorted((k, v) for k, v in facts.items() if k in self.check_reads)),
-                   asked & self.asked_reads)
+            get_fact = facts.get
+            end = (out.id, final_rule, tuple([get_fact(k, _ABSENT) for k in self.check_order]),
+                   asked)
             if end in self.ends:
                 return 1
             self.ends.add(end)
-        all_facts = self.flow.all_facts(facts)
-        res = PathResult(trail, out.id, out.disposition, final_rule, all_facts)
+        found: PathResult | None = None
         if self.keep:
-            self.result.results.append(res)
+            found = PathResult(_spell(trail), out.id, out.disposition, final_rule,
+                               self.flow.all_facts(facts))
+            self.result.results.append(found)
         get_base = self.flow.lookup(facts)
         pseudo = {"disposition": out.disposition, "rule": final_rule}
 
@@ -293,7 +354,10 @@ class _Walker:
             if ck.when is not None and ck.when(get) is not True:
                 continue
             if ck.then(get) is not True:
-                self.result.failures.append((ck.id, res))
+                if found is None:
+                    found = PathResult(_spell(trail), out.id, out.disposition, final_rule,
+                                       self.flow.all_facts(facts))
+                self.result.failures.append((ck.id, found))
         return 1
 
 
