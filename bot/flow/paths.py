@@ -14,6 +14,7 @@ Interrupts are paths too: the phrase typed at the first question.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -159,11 +160,9 @@ def answers(flow: Flow, q: Question, lang: str) -> list[tuple[Any, str]]:
 
 _ABSENT = object()  # a fact not filled, in a memo key (told apart from every value, None too)
 
-# One answer at a question, worked out once: (answer, facts it fills, asked facts it adds that
-# a check reads, the option chosen, the fixed next step of that option or None, the Answer).
-_Edge = tuple[Any, dict[str, Any], frozenset[str], Any, str | None, Answer | None]
 # The answers so far, newest first, as nested pairs: a path is only spelled out when reported.
 _Trail = tuple[Any, Answer] | None
+Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
 
 def _spell(trail: _Trail) -> tuple[Answer, ...]:
@@ -173,6 +172,49 @@ def _spell(trail: _Trail) -> tuple[Answer, ...]:
         out.append(answer)
     out.reverse()
     return tuple(out)
+
+
+def _picker(positions: list[int]) -> Pick:
+    """These positions of a tuple, as a tuple."""
+    if not positions:
+        return lambda t: ()
+    if len(positions) == 1:
+        i = positions[0]
+        return lambda t: (t[i],)
+    return operator.itemgetter(*positions)
+
+
+class _Edge:
+    """One answer at a question, worked out once for every state at that question.
+
+    A state's key holds the values of its facts in a fixed order (`_Walker.key`); with the
+    values this answer fills put after them, the key of the next state and the facts the
+    question's routes read are picked from that tuple, without building the new facts.
+    """
+
+    __slots__ = ("filled", "values", "asks", "option", "fixed", "answer", "where",
+                 "route_pick", "picks")
+
+    def __init__(self, filled: dict[str, Any], asks: frozenset[str], option: Any,
+                 fixed: tuple[str | None, str | None] | None, answer: Answer | None,
+                 order: tuple[str, ...], route_names: tuple[str, ...] | None):
+        self.filled = filled  # the facts this answer fills
+        self.values = tuple(filled.values())
+        self.asks = asks  # the asked facts it adds that a check reads
+        self.option = option  # the option chosen (a choice question) or None
+        self.fixed = fixed  # (next step, rule) when no fact decides it, else None
+        self.answer = answer  # the answer on a path (None at a decision)
+        where = {name: i for i, name in enumerate(order)}
+        where.update({name: len(order) + j for j, name in enumerate(filled)})
+        self.where = where  # fact → its place in (state's key facts + values)
+        self.route_pick = self.pick(route_names) if route_names is not None else None
+        self.picks: dict[str, Pick | None] = {}  # next step → picks its key facts (or None)
+
+    def pick(self, names: tuple[str, ...]) -> Pick | None:
+        """Picks these facts' values after this answer, or None if a fact is not at hand."""
+        if not all(n in self.where for n in names):
+            return None
+        return _picker([self.where[n] for n in names])
 
 
 class _Walker:
@@ -207,6 +249,7 @@ class _Walker:
         self.on_trail: set[Any] = set()  # states being walked (a loop back to one is cut)
         self.ends: set[Any] = set()  # outcomes already checked, by what the checks read
         self.edges: dict[str, list[_Edge]] = {}
+        self.routes: dict[Any, tuple[str | None, str | None]] = {}  # (edge, facts read) → route
 
     def _expand(self, facts: set[str]) -> set[str]:
         out: set[str] = set()
@@ -240,19 +283,59 @@ class _Walker:
         return (sid, rule, tuple([get(k, _ABSENT) for k in self._key_order(sid)]),
                 asked & self.asked_keep)
 
+    def _route_names(self, q: Question) -> tuple[str, ...] | None:
+        """Every name the routes of q look up (computed facts and what they read), or None
+        if that is not known exactly (an asked() test), so routes are worked out each time."""
+        names: set[str] = set()
+        for r in q.routes:
+            if r.cond is not None:
+                names |= self._expand(r.cond.reads)
+        conds = [r.cond for r in q.routes if r.cond is not None]
+        for name in names:
+            comp = self.flow.computed.get(name)
+            if comp is not None:
+                conds += ([comp.when] if comp.when else []) + list(comp.count) + \
+                    [c for c, _ in comp.cases if c is not None]
+        if any(isinstance(ref, Asked) for c in conds for ref in walk(c.node)):
+            return None
+        return tuple(sorted(names))
+
+    @staticmethod
+    def _fixed(q: Question, option: Any) -> tuple[str | None, str | None] | None:
+        """Where an answer goes when no fact decides it (as Question.route), else None."""
+        if option is not None and option.next:
+            return option.next, None
+        for r in q.routes:
+            if r.broken:
+                continue
+            return (r.go, r.rule) if r.cond is None else None
+        return q.next, None
+
     def _edges(self, q: Question) -> list[_Edge]:
         edges = self.edges.get(q.id)
         if edges is None:
+            order = self._key_order(q.id)
+            route_names = self._route_names(q)
             edges = []
             for answer, words in answers(self.flow, q, self.lang):
                 option = q.options[answer] if q.kind == "choice" else None
-                edges.append((
-                    answer, self.flow.answer_facts(q, answer),
-                    self._asked_by(q, answer) & self.asked_keep, option,
-                    option.next if option is not None and option.next else None,
-                    Answer(q.id, answer, words) if q.kind != "decision" else None))
+                edges.append(_Edge(
+                    self.flow.answer_facts(q, answer), self._asked_by(q, answer) & self.asked_keep,
+                    option, self._fixed(q, option),
+                    Answer(q.id, answer, words) if q.kind != "decision" else None,
+                    order, route_names))
             self.edges[q.id] = edges
         return edges
+
+    def _pick_for(self, edge: _Edge, target: str) -> Pick | None:
+        """Picks the key facts of the state after `edge` at `target` (what an outcome's checks
+        read, at an outcome)."""
+        if target in edge.picks:
+            return edge.picks[target]
+        step = self.flow.steps[target]
+        names = self.check_order if isinstance(step, Outcome) else self._key_order(target)
+        pick = edge.picks[target] = edge.pick(names)
+        return pick
 
     def run(self) -> Walk:
         flow = self.flow
@@ -266,21 +349,26 @@ class _Walker:
         return self.result
 
     def visit(self, sid: str, facts: dict[str, Any], asked: frozenset[str], trail: _Trail,
-              depth: int, rule: str | None = None) -> int:
-        """The number of paths from here; `depth` is how many answers `trail` holds."""
+              depth: int, rule: str | None = None, key: Any = None) -> int:
+        """The number of paths from here; `depth` is how many answers `trail` holds, `key`
+        this state's key if the caller has it."""
         flow = self.flow
         step = flow.steps[sid]
         if isinstance(step, Outcome):
             return self.finish(step, facts, asked, trail, rule)
-        key = self.key(sid, facts, asked, rule)
-        if key in self.on_trail:
+        if key is None:
+            key = self.key(sid, facts, asked, rule)
+        on_trail = self.on_trail
+        if key in on_trail:
             return 0  # back to where this path already was, with nothing new: a loop
         result = self.result
         if depth > 300:
             result.truncated = True
             return 0
-        if not self.keep:
-            n = self.memo.get(key)
+        keep = self.keep
+        memo = self.memo
+        if not keep:
+            n = memo.get(key)
             if n is not None:
                 result.paths += n
                 return n
@@ -289,30 +377,70 @@ class _Walker:
             result.truncated = True
             return 0
         total = 0
-        self.on_trail.add(key)
+        on_trail.add(key)
         steps = flow.steps
-        decision = step.kind == "decision"
-        carried = rule if decision else None  # as the engine does: a route's rule counts
-        # when it ends at an outcome, through decisions; a question in between starts afresh
-        for _, filled, now_asks, option, fixed, more in self._edges(step):
-            new = {**facts, **filled} if filled else facts
-            now_asked = asked | now_asks if now_asks else asked
-            if fixed is not None:
-                target: str | None = fixed
-                route_rule: str | None = None
+        routes = self.routes
+        ends = self.ends
+        # as the engine does: a route's rule counts when it ends at an outcome, through
+        # decisions; a question in between starts afresh
+        carried = rule if step.kind == "decision" else None
+        known = key[2]  # the values of this state's key facts
+        for edge in self._edges(step):
+            after = known + edge.values if edge.values else known
+            new: dict[str, Any] | None = None
+            if edge.fixed is not None:
+                target, route_rule = edge.fixed
+            elif edge.route_pick is not None:
+                seen = (edge, edge.route_pick(after))
+                went = routes.get(seen)
+                if went is None:
+                    new = {**facts, **edge.filled}
+                    went = routes[seen] = step.route(edge.option, flow.lookup(new))
+                target, route_rule = went
             else:
-                target, route_rule = step.route(option, flow.lookup(new))
-            if target is None or target not in steps:
+                new = {**facts, **edge.filled}
+                target, route_rule = step.route(edge.option, flow.lookup(new))
+            if target is None:
                 continue
-            if more is None:
-                total += self.visit(target, new, now_asked, trail, depth, route_rule or carried)
-            else:
-                total += self.visit(target, new, now_asked, (trail, more), depth + 1,
-                                    route_rule or carried)
+            nxt = steps.get(target)
+            if nxt is None:
+                continue
+            now_rule = route_rule or carried
+            now_asked = asked | edge.asks if edge.asks else asked
+            pick = edge.picks[target] if target in edge.picks else self._pick_for(edge, target)
+            now_depth = depth if edge.answer is None else depth + 1
+            child_key = None
+            if isinstance(nxt, Outcome):
+                if pick is not None and not keep:
+                    final_rule = now_rule or nxt.rule
+                    end = (target, final_rule, pick(after), now_asked)
+                    result.paths += 1
+                    total += 1
+                    if end in ends:
+                        continue
+                    ends.add(end)
+                    if new is None:
+                        new = {**facts, **edge.filled} if edge.values else facts
+                    self.judge(nxt, new, now_asked, trail if edge.answer is None
+                               else (trail, edge.answer), final_rule)
+                    continue
+            elif pick is not None:
+                child_key = (target, now_rule, pick(after), now_asked)
+                if not keep and now_depth <= 300 and child_key not in on_trail:
+                    n = memo.get(child_key)
+                    if n is not None:
+                        result.paths += n
+                        total += n
+                        continue
+            if new is None:
+                new = {**facts, **edge.filled} if edge.values else facts
+            total += self.visit(target, new, now_asked,
+                                trail if edge.answer is None else (trail, edge.answer),
+                                now_depth, now_rule, child_key)
             if result.truncated:
                 break
-        self.on_trail.discard(key)
-        self.memo[key] = total
+        on_trail.discard(key)
+        memo[key] = total
         return total
 
     def _asked_by(self, q: Question, answer: Any) -> frozenset[str]:
@@ -335,6 +463,12 @@ class _Walker:
             if end in self.ends:
                 return 1
             self.ends.add(end)
+        self.judge(out, facts, asked, trail, final_rule)
+        return 1
+
+    def judge(self, out: Outcome, facts: dict[str, Any], asked: frozenset[str],
+              trail: _Trail, final_rule: str | None) -> None:
+        """Run the checks on a path that ends at `out` (and list it, with keep)."""
         found: PathResult | None = None
         if self.keep:
             found = PathResult(_spell(trail), out.id, out.disposition, final_rule,
@@ -358,7 +492,6 @@ class _Walker:
                     found = PathResult(_spell(trail), out.id, out.disposition, final_rule,
                                        self.flow.all_facts(facts))
                 self.result.failures.append((ck.id, found))
-        return 1
 
 
 def walk_paths(flow: Flow, lang: str | None = None, *, keep: bool = False,
