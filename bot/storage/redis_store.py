@@ -11,7 +11,10 @@ Keys, all under ``prefix`` (default ``"triage:"``):
   one session key, so ``delete(key)`` removes exactly that key's records.
 
 ``save`` is a Lua script (GET, compare the version, SET with the TTL) and ``delete`` is a
-Lua script too, so both are atomic across processes. ``load`` also applies the TTL by the
+Lua script too, so both are atomic across processes. Saves made at the same time (many
+patients answering at once) go out together: each ``save`` joins the batch being collected,
+and one pipeline of ``EVALSHA`` calls carries the whole batch in one round trip, while the
+next batch collects. Each save still gets its own compare-and-set and its own result. ``load`` also applies the TTL by the
 injected clock (from ``t``), so sessions expire the same way as in the other backends even
 in tests that move the clock; Redis's own expiry removes them for real, so ``expire()``
 has nothing to do and returns 0.
@@ -21,6 +24,7 @@ The multi-key ``delete`` script assumes a single Redis (not Cluster).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -34,6 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
+    NoScriptError,
     RedisError,
     ResponseError,
 )
@@ -65,6 +70,7 @@ logger = logging.getLogger(__name__)
 
 BACKEND = "Redis"
 _ID_LEN = 32  # time + random hex in front of each audit member's JSON
+_IN_FLIGHT = 1  # batches of saves on the wire at once (Redis works while we parse)
 
 # KEYS[1] session key; ARGV: expected version, new value, now (ms), ttl (ms).
 # Returns the new version, 0 on conflict, -1 if the stored value is unreadable.
@@ -137,15 +143,23 @@ class RedisStore:
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
                 health_check_interval=30,
             )
+            # the connections that carry batches of saves: one time limit per round trip,
+            # not one per reply (a timer per reply costs more than the reply itself)
+            self._batches: aioredis.Redis = aioredis.Redis.from_url(
+                url, socket_connect_timeout=connect_timeout, socket_timeout=None,
+                health_check_interval=30)
         except ValueError as exc:
             raise StoreConfigError(
                 f"invalid Redis URL {self.address}: {exc}; "
                 f"expected redis://[:password@]host[:port][/db] or rediss://..."
             ) from None
+        self._timeout = connect_timeout
         self._save = self._redis.register_script(_SAVE_LUA)
         self._delete = self._redis.register_script(_DELETE_LUA)
         self._audit_key = f"{prefix}audit"
         self._closed = False
+        self._batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._senders: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"RedisStore({self.address!r}, prefix={self.prefix!r})"
@@ -182,11 +196,8 @@ class RedisStore:
         now_ms = self._now_ms()
         value = f'{{"v":{expected_version + 1},"t":{now_ms},"data":{text}}}'
         try:
-            result = await self._save(
-                keys=[self.session_key(key)],
-                args=[expected_version, value, now_ms, self._ttl_ms],
-                client=self._client(),
-            )
+            result = await self._batched_save(
+                (self.session_key(key), expected_version, value, now_ms, self._ttl_ms))
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if result == -1:
@@ -195,6 +206,90 @@ class RedisStore:
             logger.debug("save conflict for %s at expected version %d", key, expected_version)
             return None
         return int(result)
+
+    # -- saves travel in batches ----------------------------------------------------------
+    def _batched_save(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Join the batch being collected; the sender takes it when the loop is next free."""
+        self._client()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((args, future))
+        # a sender still running takes whatever is waiting when its round trip ends; a
+        # finished one is gone (its done-callback may not have run yet: ask the task)
+        if len(self._batch) == 1 and sum(not t.done() for t in self._senders) < _IN_FLIGHT:
+            sender = loop.create_task(self._send_batches(), name="redis saves")
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return future
+
+    async def _send_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                results = await self._run_saves([args for args, _ in batch])
+            except BaseException as exc:  # every save of the batch gets the error
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # the caller was cancelled
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _run_saves(self, batch: list[tuple[Any, ...]]) -> list[Any]:
+        """The batch's EVALSHA calls written at once on one pooled connection and their
+        replies read in order (one round trip). A server without the script (restarted,
+        SCRIPT FLUSH) gets it loaded and those saves sent again; a dropped connection is
+        retried once on a new one (a save that did land then reads as a conflict, and the
+        caller re-reads)."""
+        sha = self._save.sha.encode()
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for tries in range(3):
+            try:
+                replies = await self._round_trip(
+                    b"".join(_evalsha(sha, *batch[i]) for i in todo), len(todo))
+            except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+                if tries == 2:
+                    raise
+                continue
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and tries < 2:
+                    missing.append(i)
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            await self._client().script_load(_SAVE_LUA)
+            todo = missing
+        return results
+
+    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
+        self._client()
+        pool = self._batches.connection_pool
+        conn = await pool.get_connection()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await conn.send_packed_command(packed)
+                replies: list[Any] = []
+                for _ in range(count):
+                    try:
+                        replies.append(await conn.read_response(disconnect_on_error=False))
+                    except ResponseError as exc:  # an error reply: the others still follow
+                        replies.append(exc)
+            return replies
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     async def delete(self, key: str) -> None:
         await self._delete(
@@ -289,6 +384,7 @@ class RedisStore:
         if not self._closed:
             self._closed = True
             await self._redis.aclose()
+            await self._batches.aclose()
 
     # --- for tools and benchmarks ---------------------------------------------------------
 
@@ -302,6 +398,16 @@ class RedisStore:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def _evalsha(sha: bytes, key: str, *args: Any) -> bytes:
+    """An ``EVALSHA sha 1 key args...`` command in the Redis protocol (RESP)."""
+    parts = [sha, b"1", key.encode(), *(a if isinstance(a, bytes) else str(a).encode()
+                                        for a in args)]
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(parts) + 1)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
 
 
 def _glob_escape(text: str) -> str:
