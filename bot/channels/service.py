@@ -4,6 +4,14 @@ Shared by the channels (no Telegram here). Two instances handling the same chat 
 double a step: a write is a compare-and-set on the session's version, and the loser re-reads
 and re-applies. A redelivered update (same update id) changes nothing: the ids of recent
 updates are kept in the session and written with it, atomically.
+
+The service remembers the last session it wrote for each chat (a bounded, per-process cache)
+and applies the next input to it directly, skipping the read (`StepResult.session` is that
+remembered dict: read it, do not change it): the write is a compare-and-set
+on the remembered version, so if anything else wrote meanwhile (another instance, an expiry,
+a /forget) the write fails and the input is re-applied to a fresh read. Whenever the answer
+would be given without a write (a duplicate update, a stale button), it is given from a fresh
+read, never from the cache. Reads for display (`load`) always go to the store.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 RECENT_UPDATES = 64
 MAX_TRIES = 8
+KNOWN_SESSIONS = 10_000  # sessions remembered per process (~1 KB each)
 
 
 @dataclass
@@ -46,27 +56,54 @@ class ConversationService:
     """Applies inputs to stored conversations."""
 
     def __init__(self, engine: Engine, store: SessionStore, *, secret: str = "",
-                 audit: Any | None = None):
+                 audit: Any | None = None, known_sessions: int = KNOWN_SESSIONS):
         self.engine = engine
         self.store = store
         self.secret = secret
         self.audit = audit  # callable(session, flow, patient, outcome) -> record, or None
+        self.known_sessions = known_sessions
+        self._known: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
 
     async def load(self, key: str) -> tuple[dict[str, Any] | None, int]:
         try:
             return await self.store.load(key)
         except CorruptSession:
             logger.warning("corrupt session %s: starting again", pseudonym(key, self.secret))
+            self._known.pop(key, None)
             await self.store.delete(key)
             return {"corrupt": True}, 0
+
+    # -- the remembered copy of each chat's last written session --------------------------
+    def _remember(self, key: str, version: int, data: dict[str, Any]) -> None:
+        """Keep the session just written (the dict itself: the next step takes it over)."""
+        if self.known_sessions <= 0:
+            return
+        self._known[key] = (version, data)
+        self._known.move_to_end(key)
+        if len(self._known) > self.known_sessions:
+            self._known.popitem(last=False)
+
+    def _recall(self, key: str) -> tuple[dict[str, Any], int] | None:
+        """Take the remembered session out (whoever recalls it may change it)."""
+        hit = self._known.pop(key, None)
+        if hit is None:
+            return None
+        return hit[1], hit[0]
 
     async def step(self, key: str, inp: Input, *, update_id: int | None = None,
                    lang: str | None = None) -> StepResult:
         """Apply one input; retries on a concurrent write."""
-        for _ in range(MAX_TRIES):
-            data, version = await self.load(key)
+        for attempt in range(MAX_TRIES):
+            recalled = self._recall(key) if attempt == 0 else None
+            data: dict[str, Any] | None
+            if recalled is not None:
+                data, version = recalled
+            else:
+                data, version = await self.load(key)
             if data is not None and update_id is not None and update_id in data.get("updates",
                                                                                      ()):
+                if recalled is not None:
+                    continue  # answer a duplicate from what the store holds now
                 reply = self.engine.view(data, lang)
                 return StepResult(reply, data, version, duplicate=True)
             before_step = data.get("step") if data else None
@@ -74,12 +111,16 @@ class ConversationService:
             if update_id is not None:
                 new["updates"] = (new.get("updates", []) + [update_id])[-RECENT_UPDATES:]
             if not reply.changed and data is not None and data.get("schema"):
+                if recalled is not None:
+                    continue  # nothing to write: answer from what the store holds now
                 return StepResult(reply, data, version)  # nothing to write
             saved = await self.store.save(key, new, version if data and "corrupt" not in data
                                           else 0)
             if saved is None:
+                self._known.pop(key, None)
                 logger.info("concurrent write on a session: re-reading and re-applying")
                 continue
+            self._remember(key, saved, new)
             finished = None
             if reply.outcome is not None and before_step != new.get("step"):
                 finished = reply.outcome
@@ -94,8 +135,13 @@ class ConversationService:
         `changes` describe the screen written at `version`; when the session has moved on
         since (another update, maybe on another instance), they are stale and only `replied`
         is recorded."""
-        for _ in range(3):
-            data, current = await self.store.load(key)
+        for attempt in range(3):
+            recalled = self._recall(key) if attempt == 0 else None
+            data: dict[str, Any] | None
+            if recalled is not None and recalled[1] == version:
+                data, current = recalled
+            else:
+                data, current = await self.store.load(key)
             if data is None:
                 return None
             meta = data.setdefault("meta", {})
@@ -107,13 +153,16 @@ class ConversationService:
                 meta["replied"] = (meta.get("replied", []) + [replied])[-RECENT_UPDATES:]
             saved = await self.store.save(key, data, current)
             if saved is not None:
+                self._remember(key, saved, data)
                 if current == version:
                     return saved
                 return None
+            self._known.pop(key, None)
             version = -1  # someone else wrote: what we describe is no longer current
         return None
 
     async def forget(self, key: str) -> None:
+        self._known.pop(key, None)
         await self.store.delete(key)
 
     async def _record(self, key: str, session: dict[str, Any], out: OutcomeView) -> None:
