@@ -30,7 +30,7 @@ from telegram import (
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor, ContextTypes, TypeHandler
+from telegram.ext import Application, BaseUpdateProcessor, ContextTypes, TypeHandler
 
 from bot.channels.service import ConversationService, StepResult, pseudonym
 from bot.engine import Back, Choose, Engine, Input, Restart, SetLanguage, Start, Text
@@ -38,6 +38,7 @@ from bot.engine.io import Reply
 from bot.flow.limits import MAX_CALLBACK_ANSWER_CHARS, parse_button_data
 from bot.settings import Settings
 
+from .limits import MessageRateLimiter
 from .metrics import Metrics
 from .render import Out, answered_text, esc, question_text, render
 from .texts import COMMANDS, t
@@ -105,7 +106,7 @@ class TelegramBot:
         assert s.token, "TELEGRAM_BOT_TOKEN is needed"
         builder = (Application.builder().token(s.token)
                    .concurrent_updates(PerChatProcessor(256))
-                   .rate_limiter(AIORateLimiter(max_retries=3)))
+                   .rate_limiter(MessageRateLimiter(max_retries=3)))
         builder = self._with_http(builder)
         if s.base_url:
             builder = builder.base_url(s.base_url).base_file_url(
