@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import itertools
 import operator
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .conditions import Asked, Condition, Test, walk
 from .model import Flow, Outcome, Question
+from .structure import structure_key
 
 if TYPE_CHECKING:
     from .loader import _Builder
@@ -506,8 +509,30 @@ def describe_path(res: PathResult) -> str:
         (f", rule {res.rule})" if res.rule else ")")
 
 
+# Proofs made, by structure (bot/flow/structure.py) → paths checked: only proofs where every
+# check held on every path. A flow whose structure was proved before (an edit of its words)
+# is not walked again.
+_PROVED: OrderedDict[str, int] = OrderedDict()
+_PROVED_MAX = 16
+_proved_lock = threading.Lock()
+
+
+def forget_proofs() -> None:
+    """Forget every proof made (the next check of each flow walks it again)."""
+    with _proved_lock:
+        _PROVED.clear()
+
+
 def check_properties(flow: Flow, builder: _Builder) -> None:
     """Run the flow's safety checks over every path; report a counterexample for each."""
+    key = structure_key(flow)
+    with _proved_lock:
+        paths = _PROVED.get(key)
+        if paths is not None:
+            _PROVED.move_to_end(key)
+    if paths is not None:
+        builder.paths_checked = paths
+        return
     result = walk_paths(flow)
     if result.truncated:
         builder.warn(("checks",), f"the flow has too many paths to check them all (stopped "
@@ -523,3 +548,9 @@ def check_properties(flow: Flow, builder: _Builder) -> None:
         builder.err(("checks", idx), f"check '{ck.id}' fails ({ck.say}): counterexample "
                     f"{describe_path(res)}")
     builder.paths_checked = result.paths
+    if not result.failures:
+        with _proved_lock:
+            _PROVED[key] = result.paths
+            _PROVED.move_to_end(key)
+            while len(_PROVED) > _PROVED_MAX:
+                _PROVED.popitem(last=False)

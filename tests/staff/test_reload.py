@@ -12,7 +12,7 @@ import pytest
 from bot.flow import Flow, Problem
 from bot.staff.reload import FlowWatcher, reload_message
 
-from .conftest import DEMO
+from .conftest import DEMO, ROOT
 
 FEVER_TEXT = "{en: Do you have a fever or chills?, es: ¿Tiene fiebre o escalofríos?}"
 
@@ -192,5 +192,42 @@ async def test_a_callback_that_fails_does_not_stop_the_watcher(flow_file: Path) 
                 break
         assert [f.text(f.steps["fever"].text, "en") for f in told] == ["One?", "Two?"]
         assert watcher.running
+    finally:
+        await watcher.stop()
+
+
+async def test_back_spasm_words_then_routing_a_broken_check_never_goes_live(
+        tmp_path: Path) -> None:
+    """The proof of the serving flow is reused for an edit of its words only: a routing edit
+    right after is proved again, and refused when a safety check fails."""
+    text = (ROOT / "flows" / "back_spasm.yaml").read_text(encoding="utf-8")
+    worded = text.replace("have you had any of these?", "have you had any of this?")
+    x1 = "{if: other_emergency_symptoms, go: emergency, rule: X1}"
+    exits = ("      - {if: bladder_bowel_changes, go: emergency, rule: E1}\n"
+             "      - {if: saddle_numbness, go: emergency, rule: E2}\n")
+    assert worded != text and worded.count(x1) == 1 and worded.count(exits) == 1
+    path = tmp_path / "back_spasm.yaml"
+    path.write_text(text, encoding="utf-8")
+    seen = Seen()
+    watcher = FlowWatcher(path, seen.on_valid, seen.on_invalid, interval=0.1)
+    watcher.start()
+    try:
+        write(path, worded)
+        await seen.wait(timeout=20)
+        [(_, flow)] = seen.valid
+        assert "any of this?" in flow.text(flow.steps["flags"].text, "en")
+        write(path, worded.replace(x1, "{if: other_emergency_symptoms, go: urgent, rule: U1}"))
+        await seen.wait(timeout=20)
+        [(_, problems)] = seen.invalid
+        assert problems[0].message.startswith(
+            "check 'x1_emergency' fails (Chest pain, fainting, severe belly pain or "
+            "breathlessness always ends in emergency.): counterexample flags=Chest pain, "
+            "fainting, bad belly pain, or hard to breathe ⇒ urgent (urgent, rule U1)")
+        assert watcher.flow is flow and len(seen.valid) == 1
+        swapped = "".join(reversed(exits.splitlines(keepends=True)))
+        write(path, worded.replace(exits, swapped))
+        await seen.wait(timeout=20)
+        assert len(seen.valid) == 2 and watcher.flow is seen.valid[-1][1]
+        assert watcher.flow.steps["flags"] != flow.steps["flags"]
     finally:
         await watcher.stop()
