@@ -53,7 +53,11 @@ Step = Callable[[str, Input, int], Awaitable[Any]]
 
 
 def conversations(flow: Flow) -> list[list[Input]]:
-    """Whole conversations through the demo flow, as engine inputs."""
+    """Whole conversations through the flow, as engine inputs: for the demo flow, the four
+    below; for another flow, one per case file case of that flow (flows/tests/), the taps a
+    patient with those facts makes."""
+    if flow.id != "demo":
+        return case_conversations(flow)
     h = flow.hash[:8]
 
     def a(step: str, option: int) -> Choose:
@@ -82,6 +86,32 @@ def conversations(flow: Flow) -> list[list[Input]]:
         # emergency
         [Start("en"), t("red_flags", 2), d("red_flags")],
     ]
+
+
+def case_conversations(flow: Flow) -> list[list[Input]]:
+    from bot.casefiles import CaseResult, _coerce, _inputs_for, read_cases
+
+    cases, problems = read_cases(sorted((ROOT / "flows" / "tests").glob("*.yaml")))
+    engine = Engine(flow)
+    out: list[list[Input]] = []
+    for case in cases:
+        if case.flow != flow.id:
+            continue
+        facts = {k: _coerce(flow.facts[k].type, v) if k in flow.facts else v
+                 for k, v in case.facts.items()}
+        inputs: list[Input] = [Start("en")]
+        data, reply = engine.handle(None, Start("en"))
+        while reply.outcome is None:
+            q = flow.steps[data["step"]]
+            step_inputs, _ = _inputs_for(flow, q, facts,  # type: ignore[arg-type]
+                                         CaseResult(case, False))
+            for inp in step_inputs:
+                data, reply = engine.handle(data, inp)
+            inputs += step_inputs
+        out.append(inputs)
+    if not out:
+        raise SystemExit(f"no case files for flow {flow.id!r} in flows/tests/")
+    return out
 
 
 def workload(flow: Flow, patients: int) -> list[tuple[int, Input]]:
@@ -134,8 +164,8 @@ async def through_store_at_once(service: ConversationService, prefix: str,
     """Every patient at once, each answering in turn as a patient does (the next answer after
     the reply): (wall seconds for all answers, seconds per answer)."""
     scripts: dict[int, list[Input]] = {}
-    for patient, inp in order:
-        scripts.setdefault(patient, []).append(inp)
+    for who, inp in order:
+        scripts.setdefault(who, []).append(inp)
     out: list[float] = []
     clock = time.perf_counter
 
@@ -270,10 +300,10 @@ async def run(patients: int, rounds: int, redis_url: str | None, flow_path: str)
     table = []
     for row in names:
         us = cost[row]
-        store_us = "-" if row == "engine alone" else f"{us - engine_us:.1f}"
+        store_cell = "-" if row == "engine alone" else f"{us - engine_us:.1f}"
         size = sizes.get(row)
         table.append((row, f"{statistics.median(rates[row]):,.0f}", f"{max(rates[row]):,.0f}",
-                      f"{us:.1f}", store_us, f"{p99(latencies[row]) * 1e6:,.0f}",
+                      f"{us:.1f}", store_cell, f"{p99(latencies[row]) * 1e6:,.0f}",
                       "-" if size is None else f"{size:,}"))
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
     for line in [header, tuple("-" * w for w in widths), *table]:
@@ -309,7 +339,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=200, help="sessions per round")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
-    parser.add_argument("--flow", default=str(ROOT / "flows" / "demo.yaml"))
+    parser.add_argument("--flow", default=str(ROOT / "flows" / "back_spasm.yaml"),
+                        help="the flow (default: the clinic's; flows/demo.yaml is smaller)")
     args = parser.parse_args()
     sys.exit(asyncio.run(run(args.patients, args.rounds, args.redis_url, args.flow)))
 

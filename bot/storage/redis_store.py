@@ -11,10 +11,11 @@ Keys, all under ``prefix`` (default ``"triage:"``):
   one session key, so ``delete(key)`` removes exactly that key's records.
 
 ``save`` is a Lua script (GET, compare the version, SET with the TTL) and ``delete`` is a
-Lua script too, so both are atomic across processes. Saves made at the same time (many
-patients answering at once) go out together: each ``save`` joins the batch being collected,
-and one pipeline of ``EVALSHA`` calls carries the whole batch in one round trip, while the
-next batch collects. Each save still gets its own compare-and-set and its own result. ``load`` also applies the TTL by the
+Lua script too, so both are atomic across processes. Loads and saves made at the same time
+(many patients answering at once) go out together: each joins the batch being collected, and
+the whole batch is written at once on one connection and its replies read in order (one
+round trip), while the next batch collects. Each save is still its own compare-and-set with
+its own result. ``load`` also applies the TTL by the
 injected clock (from ``t``), so sessions expire the same way as in the other backends even
 in tests that move the clock; Redis's own expiry removes them for real, so ``expire()``
 has nothing to do and returns 0.
@@ -155,6 +156,7 @@ class RedisStore:
             ) from None
         self._timeout = connect_timeout
         self._save = self._redis.register_script(_SAVE_LUA)
+        self._save_sha = self._save.sha.encode()
         self._delete = self._redis.register_script(_DELETE_LUA)
         self._audit_key = f"{prefix}audit"
         self._closed = False
@@ -175,7 +177,7 @@ class RedisStore:
 
     async def load(self, key: str) -> tuple[Session | None, int]:
         try:
-            raw = await self._client().get(self.session_key(key))
+            raw = await self._batched(b"GET", self.session_key(key))
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if raw is None:
@@ -196,8 +198,8 @@ class RedisStore:
         now_ms = self._now_ms()
         value = f'{{"v":{expected_version + 1},"t":{now_ms},"data":{text}}}'
         try:
-            result = await self._batched_save(
-                (self.session_key(key), expected_version, value, now_ms, self._ttl_ms))
+            result = await self._batched(b"EVALSHA", self._save_sha, b"1", self.session_key(key),
+                                         expected_version, value, now_ms, self._ttl_ms)
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if result == -1:
@@ -207,17 +209,17 @@ class RedisStore:
             return None
         return int(result)
 
-    # -- saves travel in batches ----------------------------------------------------------
-    def _batched_save(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Join the batch being collected; the sender takes it when the loop is next free."""
+    # -- reads and saves travel in batches ----------------------------------------------
+    def _batched(self, *command: Any) -> asyncio.Future[Any]:
+        """Join the batch being collected; a sender takes it when the loop is next free."""
         self._client()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._batch.append((args, future))
+        self._batch.append((command, future))
         # a sender still running takes whatever is waiting when its round trip ends; a
         # finished one is gone (its done-callback may not have run yet: ask the task)
         if len(self._batch) == 1 and sum(not t.done() for t in self._senders) < _IN_FLIGHT:
-            sender = loop.create_task(self._send_batches(), name="redis saves")
+            sender = loop.create_task(self._send_batches(), name="redis batches")
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         return future
@@ -226,8 +228,8 @@ class RedisStore:
         while self._batch:
             batch, self._batch = self._batch, []
             try:
-                results = await self._run_saves([args for args, _ in batch])
-            except BaseException as exc:  # every save of the batch gets the error
+                results = await self._run_batch([command for command, _ in batch])
+            except BaseException as exc:  # every command of the batch gets the error
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -242,19 +244,17 @@ class RedisStore:
                 else:
                     future.set_result(result)
 
-    async def _run_saves(self, batch: list[tuple[Any, ...]]) -> list[Any]:
-        """The batch's EVALSHA calls written at once on one pooled connection and their
-        replies read in order (one round trip). A server without the script (restarted,
-        SCRIPT FLUSH) gets it loaded and those saves sent again; a dropped connection is
-        retried once on a new one (a save that did land then reads as a conflict, and the
-        caller re-reads)."""
-        sha = self._save.sha.encode()
+    async def _run_batch(self, batch: list[tuple[Any, ...]]) -> list[Any]:
+        """The batch's commands written at once on one pooled connection and their replies
+        read in order (one round trip). A server without the save script (restarted, SCRIPT
+        FLUSH) gets it loaded and those saves sent again; a dropped connection is retried on
+        a new one (a save that did land then reads as a conflict, and the caller re-reads)."""
         results: list[Any] = [None] * len(batch)
         todo = list(range(len(batch)))
         for tries in range(3):
             try:
                 replies = await self._round_trip(
-                    b"".join(_evalsha(sha, *batch[i]) for i in todo), len(todo))
+                    b"".join(_pack(batch[i]) for i in todo), len(todo))
             except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
                 if tries == 2:
                     raise
@@ -400,12 +400,12 @@ class RedisStore:
         return int(self.clock() * 1000)
 
 
-def _evalsha(sha: bytes, key: str, *args: Any) -> bytes:
-    """An ``EVALSHA sha 1 key args...`` command in the Redis protocol (RESP)."""
-    parts = [sha, b"1", key.encode(), *(a if isinstance(a, bytes) else str(a).encode()
-                                        for a in args)]
-    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(parts) + 1)]
-    for part in parts:
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol (RESP): an array of bulk strings."""
+    out = [b"*%d\r\n" % len(command)]
+    for part in command:
+        if not isinstance(part, bytes):
+            part = str(part).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(part), part))
     return b"".join(out)
 

@@ -100,3 +100,48 @@ async def test_a_key_of_the_wrong_type_is_a_corrupt_session(
     await store.delete("tg:1")
     assert await store.load("tg:1") == (None, 0)
     await store.close()
+
+
+async def test_loads_and_saves_made_at_once_travel_together_each_with_its_own_result(
+    redis_url: str, raw: aioredis.Redis, prefix: str
+) -> None:
+    import asyncio
+
+    store = RedisStore(redis_url, prefix=prefix)
+    await asyncio.gather(*(store.save(f"tg:{i}", {"n": i}, 0) for i in range(50)))
+    trips: list[int] = []
+    real_round_trip = store._round_trip
+
+    async def counted(packed: bytes, count: int) -> list[object]:
+        trips.append(count)
+        return await real_round_trip(packed, count)
+
+    store._round_trip = counted  # type: ignore[method-assign]
+    # 50 patients answer at once; two of them race on the same session in the same batch
+    results = await asyncio.gather(
+        *(store.save(f"tg:{i}", {"n": i + 100}, 1) for i in range(50)),
+        store.save("tg:0", {"n": "loser"}, 1),
+        *(store.load(f"tg:{i}") for i in range(50)),
+        store.load("tg:none"),
+    )
+    assert results[:50] == [2] * 50
+    assert results[50] is None  # one compare-and-set per save: the second on tg:0 lost
+    assert results[51:101] == [({"n": i + 100}, 2) for i in range(50)]
+    assert results[101] == (None, 0)
+    assert trips == [102]  # one round trip carried them all
+    await store.close()
+
+
+async def test_saves_survive_a_script_flush_and_a_dropped_connection(
+    redis_url: str, raw: aioredis.Redis, prefix: str
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    assert await store.save("tg:1", {"n": 1}, 0) == 1
+    await raw.script_flush()  # as after a Redis restart: the save script is gone
+    assert await store.save("tg:1", {"n": 2}, 1) == 2
+    for client in await raw.client_list():  # drop every connection but this one
+        if client["name"] != "raw":
+            await raw.client_kill_filter(_id=client["id"], skipme=True)
+    assert await store.save("tg:1", {"n": 3}, 2) == 3
+    assert await store.load("tg:1") == ({"n": 3}, 3)
+    await store.close()

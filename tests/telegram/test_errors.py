@@ -18,19 +18,19 @@ FIRST_QUESTION = "Since the pain started, have you had any of these?"
 
 
 class FlakyStore:
-    """The real store, except that the next `fail` calls of `method` raise."""
+    """The real store, except that the next `fail` calls of the armed methods raise."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.method = ""
+        self.methods: set[str] = set()
         self.fail = 0
 
-    def arm(self, method: str, times: int = 1) -> None:
-        self.method, self.fail = method, times
+    def arm(self, *methods: str, times: int = 1) -> None:
+        self.methods, self.fail = set(methods), times
 
     def __getattr__(self, name: str) -> Any:
         real = getattr(self.store, name)
-        if name != self.method:
+        if name not in self.methods:
             return real
 
         async def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -89,7 +89,7 @@ async def test_a_store_that_is_down_still_gets_the_patient_an_apology(
         bea = api.user(3002, "Bea", language_code="es")
         await bea.send_command("/start")
         await api.wait_idle()
-        flaky[0].arm("load", times=10)
+        flaky[0].arm("load", "save", times=10)  # down: reads and writes fail
         await bea.send_text("no")
         await api.wait_idle()
         assert last_text(bea) == "Perdone, algo falló de nuestro lado. Inténtelo de nuevo."
