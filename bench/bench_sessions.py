@@ -1,24 +1,30 @@
 """Answers per second through engine + session store, against the engine alone, in one run.
 
 Usage: .venv/bin/python bench/bench_sessions.py [--patients N] [--rounds R] [--redis-url URL]
+                                                [--flow FLOW]
 
-One answer through a store = ``ConversationService.step``: load the session from the store,
-``Engine.handle`` the input, compare-and-set save (with the update id kept for dedup), as
-the Telegram channel does for every update (the channel then also writes its message ids
-with ``update_meta``: the "+ meta" rows show that cost too). The engine alone applies the
-same inputs to the same sessions, dict in / dict out, no store and no JSON. Patients are
-interleaved (answer 1 of every patient, then answer 2, ...) so each answer touches another
-session, and go through whole conversations of the demo flow (all four dispositions,
-checklist ticks, a typed age, a back).
+One answer through a store = ``ConversationService.step``: the session (remembered from the
+last write, or loaded), ``Engine.handle`` the input, compare-and-set save (with the update id
+kept for dedup), as the Telegram channel does for every update (the channel then also writes
+its message ids with ``update_meta``: the "+ meta" rows show that cost too). The engine alone
+applies the same inputs to the same sessions, dict in / dict out, no store and no JSON.
 
-Rows: answers/s (the median round, and the best), µs per answer (median and p99 over every
-answer of every round), the store's share of the median time per answer (1 - engine alone /
-with the store), and
-the bytes one finished session takes in the store (memory: the JSON text; SQLite: the row,
-key + JSON + version + timestamp; Redis: ``MEMORY USAGE`` of the key). The targets: on
-Redis the store costs less than the engine's own work per answer (share < 50%), and SQLite
-sustains at least 1,000 answers/s. The load average is printed: the numbers mean little on
-a busy machine.
+Patients go through whole conversations: by default of the clinic's flow, one per case of
+flows/tests/ (every disposition), else the demo flow's four. Two ways:
+  one at a time   answer 1 of every patient, then answer 2, ...: each answer waits for the
+                  last (the latency of one answer)
+  N at once       every patient at once, each answering after their reply, as patients do:
+                  the throughput of one process (Redis batches the reads and writes made at
+                  the same time into one round trip)
+
+Rows: answers/s (the median round, and the best), µs per answer (1 / answers/s), the store's
+cost per answer (that minus the engine alone), the p99 latency of one answer, and the bytes
+one finished session takes in the store (SQLite: the row, key + JSON + version + timestamp;
+Redis: ``MEMORY USAGE`` of the key). Two rows without a store show the floor under every
+store: the service's own work and the session's JSON ("no store"), and one wait for an answer
+per save ("no store, awaited"). The targets: on Redis the store costs less than the engine's
+own work per answer, and SQLite sustains at least 1,000 answers/s. The load average is
+printed: the numbers mean little on a busy machine.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from bot.engine import Back, Choose, Engine, Input, Start, Text  # noqa: E402
 from bot.flow import load_flow  # noqa: E402
 from bot.flow.model import Flow  # noqa: E402
 from bot.storage import SessionStore  # noqa: E402
+from bot.storage.base import encode_session  # noqa: E402
 from bot.storage.memory import MemoryStore  # noqa: E402
 from bot.storage.sqlite import SQLiteStore  # noqa: E402
 
@@ -186,6 +193,35 @@ async def through_store_at_once(service: ConversationService, prefix: str,
     return clock() - started, out
 
 
+class NoStore:
+    """The floor under every store: the service's own work and the session's JSON (encoded
+    as every store encodes it), with nothing kept and nothing to wait for."""
+
+    async def load(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        return None, 0
+
+    async def save(self, key: str, data: dict[str, Any], expected_version: int) -> int:
+        encode_session(key, data)
+        return expected_version + 1
+
+    async def check(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class NoStoreAwaited(NoStore):
+    """The same, with one wait for an answer per save (any store with a server has one)."""
+
+    async def save(self, key: str, data: dict[str, Any], expected_version: int) -> int:
+        encode_session(key, data)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[int] = loop.create_future()
+        loop.call_soon(answer.set_result, expected_version + 1)
+        return await answer
+
+
 async def session_bytes(store: SessionStore, keys: list[str]) -> int | None:
     """The median bytes a session takes in ``store``."""
     sizes: list[int] = []
@@ -240,8 +276,9 @@ async def run(patients: int, rounds: int, redis_url: str | None, flow_path: str)
             server = helper.start_redis_server()
             redis_url = server.url
     tmp = tempfile.TemporaryDirectory(prefix="bench-sessions-")
-    stores: dict[str, SessionStore] = {
-        "memory": MemoryStore(),
+    stores: dict[str, Any] = {
+        "no store": NoStore(),
+        "no store, awaited": NoStoreAwaited(),
         "sqlite": SQLiteStore(Path(tmp.name) / "sessions.db"),
     }
     if redis_url is not None:
@@ -252,9 +289,11 @@ async def run(patients: int, rounds: int, redis_url: str | None, flow_path: str)
     rows: list[tuple[str, str, bool, bool]] = []  # (row, store, meta, at once)
     for name in stores:
         for meta in (False, True):
-            if meta and name == "memory":
+            if meta and name.startswith("no store"):
                 continue
             for label, at_once in modes:
+                if name.startswith("no store") and not at_once:
+                    continue
                 rows.append((f"{name}{' + meta' if meta else ''}, {label}", name, meta, at_once))
     names = ["engine alone", *(r[0] for r in rows)]
     latencies: dict[str, list[float]] = {name: [] for name in names}
@@ -313,11 +352,18 @@ async def run(patients: int, rounds: int, redis_url: str | None, flow_path: str)
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 
     ok = True
+    together = modes[1][0]
+    service_us = cost[f"no store, {together}"] - engine_us
+    waited_us = cost[f"no store, awaited, {together}"] - cost[f"no store, {together}"]
+    print(f"under every store, {together}: the service's own work and the session's JSON "
+          f"{service_us:.1f} µs per answer; one wait for an answer {waited_us:.1f} µs")
     if "redis" in stores:
         for label, _ in modes:
             store_us = cost[f"redis, {label}"] - engine_us
             print(f"Redis, {label}: the store costs {store_us:.1f} µs per answer, the engine "
                   f"{engine_us:.1f} µs ({store_us / engine_us:.2f}x)")
+        redis_us = cost[f"redis, {together}"] - cost[f"no store, awaited, {together}"]
+        print(f"  of which Redis itself (the round trip, packing and parsing): {redis_us:.1f} µs")
         store_us = cost[f"redis, {modes[1][0]}"] - engine_us
         met = store_us < engine_us
         ok &= met
