@@ -150,19 +150,22 @@ async def through_store(service: ConversationService, prefix: str,
                         order: list[tuple[int, Input]], meta: bool,
                         update_ids: itertools.count[int]) -> list[float]:
     """Seconds per answer: ``ConversationService.step`` (plus ``update_meta`` if ``meta``)."""
-    out = []
-    clock = time.perf_counter
+    out: list[float] = []
     for patient, inp in order:
-        uid = next(update_ids)
-        key = f"{prefix}{patient}"
-        started = clock()
-        res = await service.step(key, inp, update_id=uid, lang="en")
-        if meta:
-            await service.update_meta(key, res.version, {"qmsg": {"id": uid, "step": "x"}},
-                                      replied=uid)
-        out.append(clock() - started)
-        assert res.reply.changed and not res.duplicate
+        await one_answer(service, f"{prefix}{patient}", inp, meta, next(update_ids), out)
     return out
+
+
+async def one_answer(service: ConversationService, key: str, inp: Input, meta: bool, uid: int,
+                     out: list[float]) -> None:
+    """One answer as the channel gives it; its seconds are appended to ``out``."""
+    started = time.perf_counter()
+    res = await service.step(key, inp, update_id=uid, lang="en")
+    if meta:
+        await service.update_meta(key, res.version, {"qmsg": {"id": uid, "step": "x"}},
+                                  replied=uid)
+    out.append(time.perf_counter() - started)
+    assert res.reply.changed and not res.duplicate
 
 
 async def through_store_at_once(service: ConversationService, prefix: str,
@@ -177,16 +180,8 @@ async def through_store_at_once(service: ConversationService, prefix: str,
     clock = time.perf_counter
 
     async def patient(p: int, inputs: list[Input]) -> None:
-        key = f"{prefix}{p}"
         for inp in inputs:
-            uid = next(update_ids)
-            started = clock()
-            res = await service.step(key, inp, update_id=uid, lang="en")
-            if meta:
-                await service.update_meta(key, res.version, {"qmsg": {"id": uid, "step": "x"}},
-                                          replied=uid)
-            out.append(clock() - started)
-            assert res.reply.changed and not res.duplicate
+            await one_answer(service, f"{prefix}{p}", inp, meta, next(update_ids), out)
 
     started = clock()
     await asyncio.gather(*(patient(p, inputs) for p, inputs in scripts.items()))
