@@ -163,3 +163,34 @@ async def test_a_timed_out_request_is_retried(api: FakeBotAPI, tmp_path: Path) -
         assert 1 <= len(eve.chat.bot_messages) <= 2
         assert last_text(eve).startswith("This is a demo.")
         assert run.bot.metrics.errors.get("handler", 0) == 0
+
+
+async def test_an_update_a_crash_left_unanswered_is_answered_once_after_a_restart(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    import time
+
+    db = tmp_path / "s.db"
+    async with running_bot(api, db) as run:
+        cy, dee, eve = (api.user(3100 + i, name) for i, name in enumerate(("Cy", "Dee", "Eve")))
+        for user in (cy, dee, eve):
+            await user.send_command("/start")
+        await api.wait_idle()
+        started = time.time()
+        # as a crash leaves them: the step saved, its answer never sent
+        for user, updated in ((cy, started - 60), (dee, started + 1), (eve, started - 7200)):
+            key = f"tg:{user.id}"
+            data, version = await run.store.load(key)
+            assert data is not None
+            data["meta"]["replied"].remove(data["updates"][-1])
+            data["updated"] = updated
+            assert await run.store.save(key, data, version) == version + 1
+        before = {u.id: len(u.chat.bot_messages) for u in (cy, dee, eve)}
+        assert await run.bot.answer_unanswered(started) == 1
+        await api.wait_idle()
+        # Cy: cut a minute before this process started; Dee: written after it started (another
+        # instance is answering it); Eve: two hours ago, too late to pick up
+        assert last_text(cy).startswith("Sorry, your last answer took us longer than it should.")
+        assert FIRST_QUESTION in last_text(cy)
+        assert len(dee.chat.bot_messages) == before[dee.id]
+        assert len(eve.chat.bot_messages) == before[eve.id]
+        assert await run.bot.answer_unanswered(started) == 0  # once only

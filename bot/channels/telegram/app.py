@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 NETWORK_RETRIES = (0.5, 1.0, 2.0)
 DUPLICATE_WAIT_SECONDS = 3.0  # how long a redelivered update waits for its first reply
 DUPLICATE_WAIT_POLLS = 15
+UNANSWERED_GRACE = 5.0  # after start-up, before looking for updates a crash left unanswered
+UNANSWERED_MAX_AGE = 3600.0  # older than this, a cut update is not answered any more
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 POOL_SIZE = 64  # connections to the Bot API (updates of up to 256 chats run at once)
 
@@ -393,7 +395,8 @@ class TelegramBot:
         return bool(step is not None and step.is_outcome)
 
     async def _view(self, chat_id: int, key: str, lang: str | None,
-                    notice: str | None = None) -> None:
+                    notice: str | None = None, uid: int = -1) -> None:
+        """Show the current screen again (`uid`: the update this answers, if any)."""
         data, version = await self.service.load(key)
         if data is None or not data.get("step") or "corrupt" in data:
             res = await self.service.step(key, Start(lang), lang=lang)
@@ -401,12 +404,47 @@ class TelegramBot:
             if notice:
                 reply = _with_notice(reply, notice)
             await self._deliver(chat_id, key, StepResult(reply, res.session, res.version),
-                                -1)
+                                uid)
             return
         reply = self.engine.view(data, lang)
         if notice:
             reply = _with_notice(reply, notice)
-        await self._deliver(chat_id, key, StepResult(reply, data, version), -1)
+        await self._deliver(chat_id, key, StepResult(reply, data, version), uid)
+
+    async def answer_unanswered(self, started: float) -> int:
+        """After a crash: answer the patients whose last update was saved but never answered.
+
+        Telegram does not send an update again once the bot has taken it (webhook: answered
+        200; polling: confirmed by the next getUpdates), and python-telegram-bot takes it
+        before handling it; a process killed between saving a step and replying leaves the
+        patient waiting. Each session says which updates were applied (`updates`) and which
+        were answered (`meta.replied`), so a session last written before this process started
+        (and within UNANSWERED_MAX_AGE) whose last update has no answer gets its current
+        screen again, once. Call it a few seconds after start-up: what another instance was
+        answering at that moment is answered by then. Returns how many were answered."""
+        answered = 0
+        for key, data in await self.service.store.sessions():
+            if not key.startswith("tg:"):
+                continue
+            updates = data.get("updates") or []
+            meta = data.get("meta") or {}
+            updated = data.get("updated")
+            if (not updates or updates[-1] in (meta.get("replied") or [])
+                    or not isinstance(updated, int | float)
+                    or not started - UNANSWERED_MAX_AGE <= updated <= started):
+                continue
+            try:
+                chat_id = int(key[3:])
+                lang = data.get("lang")
+                await self._view(chat_id, key, lang, t("late", lang or "en"), uid=updates[-1])
+                answered += 1
+            except Exception:  # one patient's failure must not stop the others
+                logger.exception("could not answer the last update of %s",
+                                 pseudonym(key, self.settings.pseudonym_key))
+        if answered:
+            logger.info("answered %d patient(s) whose last update was cut by a restart",
+                        answered)
+        return answered
 
     async def _note_and_view(self, chat_id: int, key: str, text_key: str,
                              lang: str | None) -> None:
@@ -589,6 +627,7 @@ async def serve(settings: Settings, bot: TelegramBot, store: Any,
     import tornado.httpserver
     import tornado.web
 
+    started = time.time()
     app = bot.build()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -623,13 +662,15 @@ async def serve(settings: Settings, bot: TelegramBot, store: Any,
             extra_server.listen(settings.health_port, address=settings.webhook_listen)
             logger.info("health and metrics on port %s", settings.health_port)
         housekeeping = asyncio.create_task(_housekeeping(store, stop))
+        recovery = asyncio.create_task(_answer_unanswered_soon(bot, started, stop))
         watcher = _live_reload(settings, bot) if watch else None
         if ready is not None:
             ready.set()
         await stop.wait()
-        housekeeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await housekeeping
+        for task in (housekeeping, recovery):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if watcher is not None:
             await watcher.stop()
         if extra_server is not None:
@@ -677,6 +718,17 @@ def _live_reload(settings: Settings, bot: TelegramBot) -> Any:
 
     bot.reload = reload
     return watcher
+
+
+async def _answer_unanswered_soon(bot: TelegramBot, started: float, stop: asyncio.Event,
+                                  wait: float = UNANSWERED_GRACE) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), wait)
+        return  # stopped before it was time
+    try:
+        await bot.answer_unanswered(started)
+    except Exception:
+        logger.exception("could not look for unanswered updates")
 
 
 async def _housekeeping(store: Any, stop: asyncio.Event, every: float = 3600.0) -> None:

@@ -35,6 +35,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "es": "¡Hola! Por su privacidad, escríbame en privado, no en un grupo: toque mi nombre "
               "y luego Mensaje.",
     },
+    "late": {
+        "en": "Sorry, your last answer took us longer than it should. Here is where you are.",
+        "es": "Perdone, su última respuesta tardó más de la cuenta. Aquí es donde va.",
+    },
     "error": {
         "en": "Sorry, something went wrong on our side. Please try again.",
         "es": "Perdone, algo falló de nuestro lado. Inténtelo de nuevo.",
