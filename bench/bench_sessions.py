@@ -195,7 +195,8 @@ class NoStore:
     async def load(self, key: str) -> tuple[dict[str, Any] | None, int]:
         return None, 0
 
-    async def save(self, key: str, data: dict[str, Any], expected_version: int) -> int:
+    async def save(self, key: str, data: dict[str, Any], expected_version: int,
+                   audit: Any = None) -> int:
         encode_session(key, data)
         return expected_version + 1
 
@@ -209,7 +210,8 @@ class NoStore:
 class NoStoreAwaited(NoStore):
     """The same, with one wait for an answer per save (any store with a server has one)."""
 
-    async def save(self, key: str, data: dict[str, Any], expected_version: int) -> int:
+    async def save(self, key: str, data: dict[str, Any], expected_version: int,
+                   audit: Any = None) -> int:
         encode_session(key, data)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[int] = loop.create_future()

@@ -27,7 +27,7 @@ from typing import Any
 from bot.engine import Engine, Input, Reply
 from bot.engine.io import OutcomeView
 from bot.storage import SessionStore
-from bot.storage.base import CorruptSession
+from bot.storage.base import CorruptSession, check_audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +114,18 @@ class ConversationService:
                 if recalled is not None:
                     continue  # nothing to write: answer from what the store holds now
                 return StepResult(reply, data, version)  # nothing to write
+            finished = None
+            record = None
+            if reply.outcome is not None and before_step != new.get("step"):
+                finished = reply.outcome
+                record = self._record(key, new, reply.outcome)
             saved = await self.store.save(key, new, version if data and "corrupt" not in data
-                                          else 0)
+                                          else 0, audit=record)
             if saved is None:
                 self._known.pop(key, None)
                 logger.info("concurrent write on a session: re-reading and re-applying")
                 continue
             self._remember(key, saved, new)
-            finished = None
-            if reply.outcome is not None and before_step != new.get("step"):
-                finished = reply.outcome
-                await self._record(key, new, reply.outcome)
             return StepResult(reply, new, saved, finished=finished)
         raise RuntimeError("too many concurrent writes on one session")
 
@@ -165,16 +166,21 @@ class ConversationService:
         self._known.pop(key, None)
         await self.store.delete(key)
 
-    async def _record(self, key: str, session: dict[str, Any], out: OutcomeView) -> None:
+    def _record(self, key: str, session: dict[str, Any], out: OutcomeView
+                ) -> dict[str, Any] | None:
+        """The audit record of a triage that just finished: saved with the session, in one
+        atomic write, so a crash can never keep one without the other."""
         if self.audit is None:
-            return
+            return None
         try:
             flow = self.engine.versions[session["hash"]].flow
         except KeyError:
             flow = self.engine.flow
         try:
-            record = self.audit(session, flow, pseudonym(key, self.secret), out)
+            record: dict[str, Any] = self.audit(session, flow, pseudonym(key, self.secret), out)
             record.setdefault("recorded_at", time.time())
-            await self.store.add_audit(record)
+            check_audit_record(record)  # a bad record is logged here, never fails the save
+            return record
         except Exception:  # an audit failure must not cost the patient their reply
-            logger.exception("could not write the audit record")
+            logger.exception("could not make the audit record")
+            return None

@@ -72,11 +72,14 @@ class SessionStore(Protocol):
         """Return the session and its version, or ``(None, 0)``; refresh nothing."""
         ...
 
-    async def save(self, key: str, data: Session, expected_version: int) -> int | None:
+    async def save(self, key: str, data: Session, expected_version: int,
+                   audit: AuditRecord | None = None) -> int | None:
         """Write if the stored version equals ``expected_version``; return the new version.
 
         ``expected_version`` 0 means "must not exist". Returns ``expected_version + 1`` on
-        success and ``None`` on conflict. Each save restarts the inactivity TTL.
+        success and ``None`` on conflict. Each save restarts the inactivity TTL. ``audit``
+        is added (as ``add_audit`` would) in the same atomic write, only if the save succeeds:
+        a finished triage and its record are stored together or not at all.
         """
         ...
 

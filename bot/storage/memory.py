@@ -90,17 +90,21 @@ class MemoryStore:
             return None, 0
         return decode_session(key, BACKEND, row.text), row.version
 
-    async def save(self, key: str, data: Session, expected_version: int) -> int | None:
+    async def save(self, key: str, data: Session, expected_version: int,
+                   audit: AuditRecord | None = None) -> int | None:
         self._ensure_open()
         check_expected_version(expected_version)
         text = encode_session(key, data)
         _check_round_trip(key, data, json.loads(text))
+        audit_text = check_audit_record(audit) if audit is not None else None
         now = self.clock()
         row = self._live(key, now)
         if (row.version if row is not None else 0) != expected_version:
             logger.debug("save conflict for %s at expected version %d", key, expected_version)
             return None
         self._data.sessions[key] = _Row(expected_version + 1, now, text)
+        if audit is not None and audit_text is not None:
+            self._data.audit.append((audit_time(audit, now), audit["key"], audit_text))
         return expected_version + 1
 
     async def delete(self, key: str) -> None:

@@ -73,8 +73,10 @@ BACKEND = "Redis"
 _ID_LEN = 32  # time + random hex in front of each audit member's JSON
 _IN_FLIGHT = 1  # batches of saves on the wire at once (Redis works while we parse)
 
-# KEYS[1] session key; ARGV: expected version, new value, now (ms), ttl (ms).
-# Returns the new version, 0 on conflict, -1 if the stored value is unreadable.
+# KEYS: session key, audit sorted set, this key's audit index set; ARGV: expected version,
+# new value, now (ms), ttl (ms), audit member ("" for none), its score.
+# Returns the new version, 0 on conflict, -1 if the stored value is unreadable. The audit
+# record, if any, is added only with the session: both or neither.
 _SAVE_LUA = """
 local cur = redis.call('GET', KEYS[1])
 local expected = tonumber(ARGV[1])
@@ -86,6 +88,10 @@ if cur then
 end
 if version ~= expected then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[5])
+end
 return expected + 1
 """
 
@@ -192,14 +198,18 @@ class RedisStore:
             return None, 0
         return data, version
 
-    async def save(self, key: str, data: Session, expected_version: int) -> int | None:
+    async def save(self, key: str, data: Session, expected_version: int,
+                   audit: AuditRecord | None = None) -> int | None:
         check_expected_version(expected_version)
         text = encode_session(key, data)
+        member, score = self._audit_member(audit) if audit is not None else ("", 0.0)
         now_ms = self._now_ms()
         value = f'{{"v":{expected_version + 1},"t":{now_ms},"data":{text}}}'
         try:
-            result = await self._batched(b"EVALSHA", self._save_sha, b"1", self.session_key(key),
-                                         expected_version, value, now_ms, self._ttl_ms)
+            result = await self._batched(
+                b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
+                self._audit_index(key), expected_version, value, now_ms, self._ttl_ms,
+                member, repr(score))
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if result == -1:
@@ -304,11 +314,15 @@ class RedisStore:
         )
         return bool(created)
 
-    async def add_audit(self, record: AuditRecord) -> None:
+    def _audit_member(self, record: AuditRecord) -> tuple[str, float]:
+        """The sorted-set member of an audit record, and its score (the record's time)."""
         text = check_audit_record(record)
         # 16 hex digits of µs then 16 random ones: ties in score keep the order of adding
         member = f"{max(0, int(self.clock() * 1e6)):016x}{uuid.uuid4().hex[:16]}{text}"
-        score = audit_time(record, self.clock())
+        return member, audit_time(record, self.clock())
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        member, score = self._audit_member(record)
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.zadd(self._audit_key, {member: score})
             pipe.sadd(self._audit_index(record["key"]), member)

@@ -189,12 +189,30 @@ class SQLiteStore:
             raise CorruptSession(key, BACKEND, f"data column holds {type(data).__name__}")
         return decode_session(key, BACKEND, data), version
 
-    async def save(self, key: str, data: Session, expected_version: int) -> int | None:
+    async def save(self, key: str, data: Session, expected_version: int,
+                   audit: AuditRecord | None = None) -> int | None:
         check_expected_version(expected_version)
         text = encode_session(key, data)
+        audit_text = check_audit_record(audit) if audit is not None else None
         db = self._db()
         now = self.clock()
         cutoff = now - self.ttl_seconds
+        if audit is None:
+            saved = self._save_row(db, key, text, expected_version, now, cutoff)
+        else:
+            with _immediate(db):  # the session and its audit record, or neither
+                saved = self._save_row(db, key, text, expected_version, now, cutoff)
+                if saved:
+                    db.execute("INSERT INTO audit (key, at, record) VALUES (?, ?, ?)",
+                               (audit["key"], audit_time(audit, now), audit_text))
+        if not saved:
+            logger.debug("save conflict for %s at expected version %d", key, expected_version)
+            return None
+        return expected_version + 1
+
+    @staticmethod
+    def _save_row(db: sqlite3.Connection, key: str, text: str, expected_version: int,
+                  now: float, cutoff: float) -> bool:
         if expected_version == 0:
             cursor = db.execute(_INSERT_NEW, {"key": key, "now": now, "data": text, "cutoff": cutoff})
         else:
@@ -209,10 +227,7 @@ class SQLiteStore:
                     "cutoff": cutoff,
                 },
             )
-        if cursor.rowcount != 1:
-            logger.debug("save conflict for %s at expected version %d", key, expected_version)
-            return None
-        return expected_version + 1
+        return bool(cursor.rowcount == 1)
 
     async def delete(self, key: str) -> None:
         db = self._db()

@@ -332,3 +332,17 @@ async def test_audit_records_filed_at_the_same_time_keep_their_order(backend: Ba
         clock.advance(0.001)
         await store.add_audit(record)
     assert await store.audit() == records
+
+
+async def test_a_save_with_an_audit_record_writes_both_or_neither(backend: Backend) -> None:
+    store = backend.make()
+    record = {"key": KEY, "ended_at": 100.0, "disposition": "urgent", "rule": "U1"}
+    assert await store.save(KEY, {"n": 1}, 0, audit=record) == 1
+    # a lost compare-and-set writes no record either
+    assert await store.save(KEY, {"n": 2}, 0, audit={"key": KEY, "ended_at": 101.0}) is None
+    assert await store.save(KEY, {"n": 2}, 1) == 2  # and a save without one adds none
+    assert await store.audit() == [record]
+    assert await store.load(KEY) == ({"n": 2}, 2)
+    await store.delete(KEY)  # /forget: the record goes with the session
+    assert await store.audit() == []
+    await store.close()
