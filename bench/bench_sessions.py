@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.util
 import itertools
 import os
 import statistics
@@ -41,11 +40,12 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_store import load_redis_helper  # noqa: E402
 
 from bot.channels.service import ConversationService  # noqa: E402
 from bot.engine import Back, Choose, Engine, Input, Start, Text  # noqa: E402
@@ -236,17 +236,6 @@ async def session_bytes(store: SessionStore, keys: list[str]) -> int | None:
         if size is not None:
             sizes.append(size)
     return int(statistics.median(sizes)) if sizes else None
-
-
-def load_redis_helper() -> ModuleType:
-    """Import tests/storage/redis_server.py by path (site-packages may own ``tests``)."""
-    path = ROOT / "tests" / "storage" / "redis_server.py"
-    spec = importlib.util.spec_from_file_location("_bench_redis_server", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def p99(values: list[float]) -> float:

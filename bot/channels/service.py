@@ -7,9 +7,9 @@ updates are kept in the session and written with it, atomically.
 
 The service remembers the last session it wrote for each chat (a bounded, per-process cache)
 and applies the next input to it directly, skipping the read (`StepResult.session` is that
-remembered dict: read it, do not change it): the write is a compare-and-set
-on the remembered version, so if anything else wrote meanwhile (another instance, an expiry,
-a /forget) the write fails and the input is re-applied to a fresh read. Whenever the answer
+remembered dict: read it, do not change it). The write is a compare-and-set on the
+remembered version, so if anything else wrote meanwhile (another instance, an expiry, a
+/forget) the write fails and the input is re-applied to a fresh read. Whenever the answer
 would be given without a write (a duplicate update, a stale button), it is given from a fresh
 read, never from the cache. Reads for display (`load`) always go to the store.
 """
@@ -62,7 +62,7 @@ class ConversationService:
         self.secret = secret
         self.audit = audit  # callable(session, flow, patient, outcome) -> record, or None
         self.known_sessions = known_sessions
-        self._known: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
 
     async def load(self, key: str) -> tuple[dict[str, Any] | None, int]:
         try:
@@ -78,17 +78,14 @@ class ConversationService:
         """Keep the session just written (the dict itself: the next step takes it over)."""
         if self.known_sessions <= 0:
             return
-        self._known[key] = (version, data)
+        self._known[key] = (data, version)
         self._known.move_to_end(key)
         if len(self._known) > self.known_sessions:
             self._known.popitem(last=False)
 
     def _recall(self, key: str) -> tuple[dict[str, Any], int] | None:
         """Take the remembered session out (whoever recalls it may change it)."""
-        hit = self._known.pop(key, None)
-        if hit is None:
-            return None
-        return hit[1], hit[0]
+        return self._known.pop(key, None)
 
     async def step(self, key: str, inp: Input, *, update_id: int | None = None,
                    lang: str | None = None) -> StepResult:

@@ -71,7 +71,6 @@ logger = logging.getLogger(__name__)
 
 BACKEND = "Redis"
 _ID_LEN = 32  # time + random hex in front of each audit member's JSON
-_IN_FLIGHT = 1  # batches of saves on the wire at once (Redis works while we parse)
 
 # KEYS: session key, audit sorted set, this key's audit index set; ARGV: expected version,
 # new value, now (ms), ttl (ms), audit member ("" for none), its score.
@@ -167,7 +166,7 @@ class RedisStore:
         self._audit_key = f"{prefix}audit"
         self._closed = False
         self._batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._senders: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({self.address!r}, prefix={self.prefix!r})"
@@ -188,15 +187,7 @@ class RedisStore:
             raise _wrong_type(key, exc) from None
         if raw is None:
             return None, 0
-        envelope = decode_session(key, BACKEND, raw)
-        version, touched_ms, data = envelope.get("v"), envelope.get("t"), envelope.get("data")
-        if not isinstance(version, int) or not isinstance(touched_ms, int):
-            raise CorruptSession(key, BACKEND, "missing or non-integer version/timestamp")
-        if not isinstance(data, dict):
-            raise CorruptSession(key, BACKEND, "missing session object")
-        if self._now_ms() - touched_ms > self._ttl_ms:
-            return None, 0
-        return data, version
+        return self._unwrap(key, raw)
 
     async def save(self, key: str, data: Session, expected_version: int,
                    audit: AuditRecord | None = None) -> int | None:
@@ -226,12 +217,10 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._batch.append((command, future))
-        # a sender still running takes whatever is waiting when its round trip ends; a
-        # finished one is gone (its done-callback may not have run yet: ask the task)
-        if len(self._batch) == 1 and sum(not t.done() for t in self._senders) < _IN_FLIGHT:
-            sender = loop.create_task(self._send_batches(), name="redis batches")
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+        # the sender, while it runs, takes whatever is waiting each time a round trip ends
+        # (one batch on the wire at a time: two measured no faster)
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_batches(), name="redis batches")
         return future
 
     async def _send_batches(self) -> None:
@@ -356,7 +345,7 @@ class RedisStore:
                 if raw is None:
                     continue
                 try:
-                    data = self._unwrap(key, raw)
+                    data, _ = self._unwrap(key, raw)
                 except CorruptSession:
                     skipped += 1
                     continue
@@ -374,8 +363,8 @@ class RedisStore:
             logger.warning("skipped %d corrupt sessions while listing sessions", skipped)
         return out
 
-    def _unwrap(self, key: str, raw: bytes | str) -> Session | None:
-        """The session inside a stored envelope; None if past its TTL."""
+    def _unwrap(self, key: str, raw: bytes | str) -> tuple[Session | None, int]:
+        """The session inside a stored envelope and its version; (None, 0) if past its TTL."""
         envelope = decode_session(key, BACKEND, raw)
         version, touched_ms, data = envelope.get("v"), envelope.get("t"), envelope.get("data")
         if not isinstance(version, int) or not isinstance(touched_ms, int):
@@ -383,8 +372,8 @@ class RedisStore:
         if not isinstance(data, dict):
             raise CorruptSession(key, BACKEND, "missing session object")
         if self._now_ms() - touched_ms > self._ttl_ms:
-            return None
-        return data
+            return None, 0
+        return data, version
 
     async def check(self) -> None:
         try:

@@ -18,12 +18,17 @@ def demo() -> Flow:
     return loaded
 
 
+def two_instances(flow: Flow) -> tuple[ConversationService, ConversationService]:
+    """Two services, as two bot processes, sharing one store."""
+    shared = MemoryStore()
+    return (ConversationService(Engine(flow), shared),
+            ConversationService(Engine(flow), MemoryStore(shared_with=shared)))
+
+
 async def test_two_instances_taking_turns_never_lose_a_step() -> None:
     flow = demo()
     h = flow.hash[:8]
-    shared = MemoryStore()
-    a = ConversationService(Engine(flow), shared)
-    b = ConversationService(Engine(flow), MemoryStore(shared_with=shared))
+    a, b = two_instances(flow)
     await a.step("tg:1", Start("en"), update_id=1)  # a remembers version 1
     r = await b.step("tg:1", Choose("red_flags", 0, "n", h), update_id=2)  # b writes 2
     assert r.session["step"] == "bladder_check"
@@ -39,9 +44,7 @@ async def test_two_instances_taking_turns_never_lose_a_step() -> None:
 async def test_a_stale_button_is_judged_on_what_the_store_holds() -> None:
     flow = demo()
     h = flow.hash[:8]
-    shared = MemoryStore()
-    a = ConversationService(Engine(flow), shared)
-    b = ConversationService(Engine(flow), MemoryStore(shared_with=shared))
+    a, b = two_instances(flow)
     await a.step("tg:1", Start("en"), update_id=1)
     await b.step("tg:1", Choose("red_flags", 0, "n", h), update_id=2)
     # a remembers the first question; the store has moved on to bladder_check. A tap on
