@@ -240,4 +240,32 @@ async def test_patients_on_two_instances_survive_duplicates_double_taps_and_a_ki
               f"{statistics.median(busy):.0f}, peak {busy[-1]} (PTB's AIORateLimiter allows "
               f"30/s per instance)")
     print("Bot API calls: " + ", ".join(f"{m} {n}" for m, n in calls.most_common()))
+    if failures:  # what the first patients in trouble saw, and what the bots sent them
+        for p in [p for p in patients if p.problems][:3]:
+            print(transcript(api, p))
     assert not failures, f"{len(failures)} problems:\n" + "\n".join(failures[:40])
+
+
+def transcript(api: FakeBotAPI, patient: Patient) -> str:
+    """One patient's chat (each message with its edits) and the Bot API calls made for it, in
+    time order: for reading a failure."""
+    lines = [f"--- patient {patient.chat_id} ({patient.name}): {patient.problems}"]
+    for message in patient.user.chat._messages.values():
+        states = [*message.versions, message._snapshot()]
+        lines.append(f"  message {message.message_id} {'bot' if message.from_bot else 'user'}:")
+        for state in states:
+            text = str(state.get("text") or state.get("caption") or "")[:70]
+            buttons = [b.get("callback_data") for row in
+                       ((state.get("reply_markup") or {}).get("inline_keyboard") or [])
+                       for b in row]
+            lines.append(f"      {text!r} {buttons}")
+    queries = {query for sent in patient.log for query in sent.queries}
+    t0 = api.requests[0].started if api.requests else 0.0
+    for call in api.requests:
+        if (call.params.get("chat_id") != patient.chat_id
+                and call.params.get("callback_query_id") not in queries):
+            continue
+        lines.append(f"  {call.started - t0:8.3f}s {call.method} "
+                     f"{ {k: v for k, v in call.params.items() if k != 'chat_id'} !s:.160} "
+                     f"-> {call.status}")
+    return "\n".join(lines)

@@ -194,6 +194,58 @@ async def test_duplicate_update_changes_nothing(api: FakeBotAPI, tmp_path: Path)
         assert len(hal.chat.bot_messages) == n
 
 
+async def test_redelivered_start_after_an_answer_changes_nothing(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Telegram redelivers a /start the bot already took: it is not the patient asking to
+    start over (no "Start over?" question, nothing changed)."""
+    async with running_bot(api, tmp_path / "s.db") as run:
+        ida = api.user(1012, "Ida")
+        start = await ida.send_command("/start")
+        await api.wait_idle()
+        await ida.tap(ida.chat.last_bot_message, "None of these")
+        await api.wait_idle()
+        before = await run.store.load("tg:1012")
+        n = len(ida.chat.bot_messages)
+        api.enqueue_raw(start)
+        await api.wait_idle()
+        assert await run.store.load("tg:1012") == before
+        assert len(ida.chat.bot_messages) == n, ida.chat.texts
+        assert not any("Start over?" in str(m.text) for m in ida.chat.bot_messages)
+        await ida.send_command("/start")  # a new /start mid-way still asks
+        await api.wait_idle()
+        asked = ida.chat.last_bot_message
+        assert asked is not None and "Start over?" in str(asked.text)
+
+
+async def test_a_stale_tap_keeps_the_live_screen_until_its_new_copy_is_out(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Showing the same screen again (here for a stale button) sends the new copy first and
+    only then takes the buttons off the old one: a send can wait its turn under the flood
+    limit, and the patient must never be left with no buttons meanwhile."""
+    async with running_bot(api, tmp_path / "s.db"):
+        jo = api.user(1013, "Jo")
+        await jo.send_command("/start")
+        await api.wait_idle()
+        first = jo.chat.last_bot_message
+        assert first is not None
+        none = next(d for d in first.callback_data if d.startswith("n|"))
+        await jo.tap(first, "None of these")
+        await api.wait_idle()
+        live = jo.chat.last_bot_message
+        assert live is not None and live.buttons
+        api.delay("sendMessage", 0.5)
+        forged_tap(api, jo, first, none, 9100)  # a stale tap: the question was answered
+        await api.wait_idle()
+        api.delay("sendMessage", 0)
+        sends = [c for c in api.requests if c.method == "sendMessage"]
+        unbuttoned = [c for c in api.requests if c.method == "editMessageReplyMarkup"
+                      and c.params.get("message_id") == live.message_id]
+        assert len(unbuttoned) == 1 and sends[-1].finished is not None
+        assert unbuttoned[0].started >= sends[-1].finished
+        newest = jo.chat.last_bot_message
+        assert newest is not None and newest is not live and newest.buttons
+
+
 async def test_command_menu_set_per_language(api: FakeBotAPI, tmp_path: Path) -> None:
     async with running_bot(api, tmp_path / "s.db"):
         await api.wait_idle()

@@ -223,7 +223,9 @@ class TelegramBot:
             step = (data or {}).get("step")
             in_progress = bool(step and (data or {}).get("history")) and not self._is_outcome(
                 data or {})
-            if in_progress:
+            # a redelivered /start (already applied: its update id is in the session) is not
+            # a patient asking to start over
+            if in_progress and uid not in ((data or {}).get("updates") or ()):
                 await self._send(chat_id, [Out(esc(t("confirm_restart", slang)),
                                                _buttons([(t("yes_start_over", slang), "x|restart"),
                                                          (t("no_continue", slang), "x|continue")]))])
@@ -368,8 +370,16 @@ class TelegramBot:
                 edits.append(self._remove_buttons(chat_id, old))
         outs = render(reply, res.session.get("hash", ""),
                       outcome_extra=self._outcome_extra(res))
-        # old screens are edited while the new one is sent: one round trip instead of two
-        sent, *_ = await _together(self._send(chat_id, outs), *edits)
+        if reply.changed and not res.duplicate:
+            # a step: old screens are edited while the new one is sent, one round trip instead
+            # of two (if the send never happens, the session says so: see answer_unanswered)
+            sent, *_ = await _together(self._send(chat_id, outs), *edits)
+        else:
+            # the same screen again (a stale button, /help, a redelivered update, a late
+            # answer): the old copy keeps its buttons until the new one is out, since a send
+            # may wait its turn under the flood limit and nothing would send it again
+            sent = await self._send(chat_id, outs)
+            await _together(*edits)
         changes: dict[str, Any] = {}
         if reply.question is not None and sent:
             changes["qmsg"] = {"id": sent[-1], "step": reply.question.step,
