@@ -145,10 +145,15 @@ def encode_session(key: str, data: Session) -> str:
     (the tests' double) refuses a session that does not come back equal, so a change that
     puts one in a session fails its tests. Keys must be strings (the standard library would
     quietly turn a number key into a string) and integers fit in 64 bits."""
+    return encode_session_bytes(key, data).decode()
+
+
+def encode_session_bytes(key: str, data: Session) -> bytes:
+    """``encode_session`` as UTF-8 bytes (what a store that keeps bytes writes)."""
     if not isinstance(data, dict):
         raise TypeError(f"session {key!r} must be a dict, not {type(data).__name__}")
     try:
-        return orjson.dumps(data).decode()
+        return orjson.dumps(data)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise TypeError(f"session {key!r} is not JSON-serialisable: {exc}") from None
 

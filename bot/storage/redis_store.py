@@ -11,11 +11,10 @@ Keys, all under ``prefix`` (default ``"triage:"``):
   one session key, so ``delete(key)`` removes exactly that key's records.
 
 ``save`` is a Lua script (GET, compare the version, SET with the TTL) and ``delete`` is a
-Lua script too, so both are atomic across processes. Loads and saves made at the same time
-(many patients answering at once) go out together: each joins the batch being collected, and
-the whole batch is written at once on one connection and its replies read in order (one
-round trip), while the next batch collects. Each save is still its own compare-and-set with
-its own result. ``load`` also applies the TTL by the
+Lua script too, so both are atomic across processes. Loads and saves go through one
+pipelined connection (``redis_pipe``): those made at the same time (many patients answering
+at once) go out in one write, without waiting for the replies to earlier ones. Each save is
+still its own compare-and-set with its own result. ``load`` also applies the TTL by the
 injected clock (from ``t``), so sessions expire the same way as in the other backends even
 in tests that move the clock; Redis's own expiry removes them for real, so ``expire()``
 has nothing to do and returns 0.
@@ -25,7 +24,6 @@ The multi-key ``delete`` script assumes a single Redis (not Cluster).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
@@ -64,16 +62,17 @@ from .base import (
     check_audit_record,
     check_expected_version,
     decode_session,
-    encode_session,
+    encode_session_bytes,
 )
+from .redis_pipe import Pipe
 
 logger = logging.getLogger(__name__)
 
 BACKEND = "Redis"
 _ID_LEN = 32  # time + random hex in front of each audit member's JSON
 
-# KEYS: session key, audit sorted set, this key's audit index set; ARGV: expected version,
-# new value, now (ms), ttl (ms), audit member ("" for none), its score.
+# KEYS: session key, and with an audit record its sorted set and this key's audit index
+# set; ARGV: expected version, new value, now (ms), ttl (ms), and the audit member, its score.
 # Returns the new version, 0 on conflict, -1 if the stored value is unreadable. The audit
 # record, if any, is added only with the session: both or neither.
 _SAVE_LUA = """
@@ -87,7 +86,7 @@ if cur then
 end
 if version ~= expected then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-if ARGV[5] ~= '' then
+if ARGV[5] then
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
   redis.call('SADD', KEYS[3], ARGV[5])
 end
@@ -149,11 +148,9 @@ class RedisStore:
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
                 health_check_interval=30,
             )
-            # the connections that carry batches of saves: one time limit per round trip,
-            # not one per reply (a timer per reply costs more than the reply itself)
+            # the connection that carries loads and saves, pipelined (see redis_pipe)
             self._batches: aioredis.Redis = aioredis.Redis.from_url(
-                url, socket_connect_timeout=connect_timeout, socket_timeout=None,
-                health_check_interval=30)
+                url, socket_connect_timeout=connect_timeout, socket_timeout=None)
         except ValueError as exc:
             raise StoreConfigError(
                 f"invalid Redis URL {self.address}: {exc}; "
@@ -165,8 +162,8 @@ class RedisStore:
         self._delete = self._redis.register_script(_DELETE_LUA)
         self._audit_key = f"{prefix}audit"
         self._closed = False
-        self._batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._pipe = Pipe(self._batches.connection_pool, connect_timeout, lambda: StoreClosed(
+            f"the Redis session store at {self.address} is closed"))
 
     def __repr__(self) -> str:
         return f"RedisStore({self.address!r}, prefix={self.prefix!r})"
@@ -182,7 +179,7 @@ class RedisStore:
 
     async def load(self, key: str) -> tuple[Session | None, int]:
         try:
-            raw = await self._batched(b"GET", self.session_key(key))
+            raw = await self._send((b"GET", self.session_key(key)))
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if raw is None:
@@ -192,15 +189,20 @@ class RedisStore:
     async def save(self, key: str, data: Session, expected_version: int,
                    audit: AuditRecord | None = None) -> int | None:
         check_expected_version(expected_version)
-        text = encode_session(key, data)
-        member, score = self._audit_member(audit) if audit is not None else ("", 0.0)
+        body = encode_session_bytes(key, data)
         now_ms = self._now_ms()
-        value = f'{{"v":{expected_version + 1},"t":{now_ms},"data":{text}}}'
+        value = b'{"v":%d,"t":%d,"data":%b}' % (expected_version + 1, now_ms, body)
+        command: tuple[Any, ...]
+        if audit is None:  # the usual save: the session key alone
+            command = (b"EVALSHA", self._save_sha, b"1", self.session_key(key),
+                       expected_version, value, now_ms, self._ttl_ms)
+        else:
+            member, score = self._audit_member(audit)
+            command = (b"EVALSHA", self._save_sha, b"3", self.session_key(key),
+                       self._audit_key, self._audit_index(key), expected_version, value,
+                       now_ms, self._ttl_ms, member, repr(score))
         try:
-            result = await self._batched(
-                b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
-                self._audit_index(key), expected_version, value, now_ms, self._ttl_ms,
-                member, repr(score))
+            result = await self._send(command)
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if result == -1:
@@ -210,85 +212,33 @@ class RedisStore:
             return None
         return int(result)
 
-    # -- reads and saves travel in batches ----------------------------------------------
-    def _batched(self, *command: Any) -> asyncio.Future[Any]:
-        """Join the batch being collected; a sender takes it when the loop is next free."""
-        self._client()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._batch.append((command, future))
-        # the sender, while it runs, takes whatever is waiting each time a round trip ends
-        # (one batch on the wire at a time: two measured no faster)
-        if self._sender is None or self._sender.done():
-            self._sender = loop.create_task(self._send_batches(), name="redis batches")
-        return future
-
-    async def _send_batches(self) -> None:
-        while self._batch:
-            batch, self._batch = self._batch, []
-            try:
-                results = await self._run_batch([command for command, _ in batch])
-            except BaseException as exc:  # every command of the batch gets the error
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():  # the caller was cancelled
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    async def _run_batch(self, batch: list[tuple[Any, ...]]) -> list[Any]:
-        """The batch's commands written at once on one pooled connection and their replies
-        read in order (one round trip). A server without the save script (restarted, SCRIPT
-        FLUSH) gets it loaded and those saves sent again; a dropped connection is retried on
-        a new one (a save that did land then reads as a conflict, and the caller re-reads)."""
-        results: list[Any] = [None] * len(batch)
-        todo = list(range(len(batch)))
-        for tries in range(3):
-            try:
-                replies = await self._round_trip(
-                    b"".join(_pack(batch[i]) for i in todo), len(todo))
-            except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
-                if tries == 2:
-                    raise
-                continue
-            missing = []
-            for i, reply in zip(todo, replies, strict=True):
-                if isinstance(reply, NoScriptError) and tries < 2:
-                    missing.append(i)
-                else:
-                    results[i] = reply
-            if not missing:
-                break
-            await self._client().script_load(_SAVE_LUA)
-            todo = missing
-        return results
-
-    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
-        self._client()
-        pool = self._batches.connection_pool
-        conn = await pool.get_connection()
+    # -- reads and saves travel together, on one pipelined connection ---------------------
+    async def _send(self, command: tuple[Any, ...]) -> Any:
+        """One command through the pipe (see ``redis_pipe``)."""
         try:
-            async with asyncio.timeout(self._timeout):
-                await conn.send_packed_command(packed)
-                replies: list[Any] = []
-                for _ in range(count):
-                    try:
-                        replies.append(await conn.read_response(disconnect_on_error=False))
-                    except ResponseError as exc:  # an error reply: the others still follow
-                        replies.append(exc)
-            return replies
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+            return await self._pipe.call(command)
+        except (RedisConnectionError, RedisTimeoutError, NoScriptError) as exc:
+            return await self._again(command, exc)
+
+    async def _again(self, command: tuple[Any, ...], exc: Exception) -> Any:
+        """A command that failed, sent again, twice at most, as a client call would be: a
+        dropped connection is retried on a new one (GET is idempotent; a save that did land
+        then reads as a conflict, and the caller re-reads), and a server without the save
+        script (restarted, SCRIPT FLUSH) gets it loaded first."""
+        for tries in range(2):
+            if isinstance(exc, NoScriptError):
+                await self._client().script_load(_SAVE_LUA)
+            elif self._closed:
+                raise exc
+            else:  # the pipe has logged the drop, once
+                logger.debug("Redis connection lost (%s): sending again", _reason(exc))
+            try:
+                return await self._pipe.call(command)
+            except (RedisConnectionError, RedisTimeoutError, NoScriptError) as again:
+                if tries == 1:
+                    raise
+                exc = again
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def delete(self, key: str) -> None:
         await self._delete(
@@ -386,6 +336,7 @@ class RedisStore:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            await self._pipe.close()
             await self._redis.aclose()
             await self._batches.aclose()
 
@@ -401,16 +352,6 @@ class RedisStore:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
-
-
-def _pack(command: tuple[Any, ...]) -> bytes:
-    """One command in the Redis protocol (RESP): an array of bulk strings."""
-    out = [b"*%d\r\n" % len(command)]
-    for part in command:
-        if not isinstance(part, bytes):
-            part = str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
 
 
 def _glob_escape(text: str) -> str:

@@ -109,14 +109,7 @@ async def test_loads_and_saves_made_at_once_travel_together_each_with_its_own_re
 
     store = RedisStore(redis_url, prefix=prefix)
     await asyncio.gather(*(store.save(f"tg:{i}", {"n": i}, 0) for i in range(50)))
-    trips: list[int] = []
-    real_round_trip = store._round_trip
-
-    async def counted(packed: bytes, count: int) -> list[object]:
-        trips.append(count)
-        return await real_round_trip(packed, count)
-
-    store._round_trip = counted  # type: ignore[method-assign]
+    writes = len(store._pipe.writes)
     # 50 patients answer at once; two of them race on the same session in the same batch
     results = await asyncio.gather(
         *(store.save(f"tg:{i}", {"n": i + 100}, 1) for i in range(50)),
@@ -128,7 +121,7 @@ async def test_loads_and_saves_made_at_once_travel_together_each_with_its_own_re
     assert results[50] is None  # one compare-and-set per save: the second on tg:0 lost
     assert results[51:101] == [({"n": i + 100}, 2) for i in range(50)]
     assert results[101] == (None, 0)
-    assert trips == [102]  # one round trip carried them all
+    assert store._pipe.writes[writes:] == [102]  # one write carried them all
     await store.close()
 
 
@@ -145,3 +138,86 @@ async def test_saves_survive_a_script_flush_and_a_dropped_connection(
     assert await store.save("tg:1", {"n": 3}, 2) == 3
     assert await store.load("tg:1") == ({"n": 3}, 3)
     await store.close()
+
+
+async def test_an_error_reply_fails_only_its_own_command(
+    redis_url: str, raw: aioredis.Redis, prefix: str
+) -> None:
+    import asyncio
+
+    store = RedisStore(redis_url, prefix=prefix)
+    await store.save("tg:1", {"n": 1}, 0)
+    # a list where a session should be
+    await raw.lpush(store.session_key("tg:2"), b"x")  # type: ignore[misc]
+    writes = len(store._pipe.writes)
+    results = await asyncio.gather(store.load("tg:1"), store.save("tg:2", {"n": 2}, 0),
+                                   store.load("tg:1"), return_exceptions=True)
+    assert store._pipe.writes[writes:] == [3]  # in one write, and the replies kept in step
+    assert results[0] == results[2] == ({"n": 1}, 1)
+    assert isinstance(results[1], CorruptSession)
+    await store.close()
+
+
+async def test_a_caller_that_gives_up_does_not_shift_the_replies_of_others(
+    redis_url: str, prefix: str
+) -> None:
+    import asyncio
+
+    store = RedisStore(redis_url, prefix=prefix)
+    for i in range(3):
+        await store.save(f"tg:{i}", {"n": i}, 0)
+    cancelled = asyncio.ensure_future(store.load("tg:0"))
+    others = [asyncio.ensure_future(store.load(f"tg:{i}")) for i in (1, 2)]
+    await asyncio.sleep(0)  # all three are queued
+    cancelled.cancel()
+    assert await asyncio.gather(*others) == [({"n": 1}, 1), ({"n": 2}, 1)]
+    assert await store.load("tg:0") == ({"n": 0}, 1)
+    await store.close()
+
+
+async def test_a_server_that_stops_answering_times_out_and_the_store_recovers(
+    prefix: str,
+) -> None:
+    import asyncio
+    import signal
+    import time
+
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from .redis_server import start_redis_server_or_skip
+
+    server = start_redis_server_or_skip()
+    store = RedisStore(server.url, prefix=prefix, connect_timeout=0.3)
+    try:
+        assert await store.save("tg:1", {"n": 1}, 0) == 1
+        server.process.send_signal(signal.SIGSTOP)  # frozen: nothing is answered
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                await store.load("tg:1")
+            waited = time.monotonic() - started
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert 0.5 < waited < 5  # three tries of 0.3 s each, then the error
+        assert await asyncio.wait_for(store.load("tg:1"), 5) == ({"n": 1}, 1)
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_closing_fails_what_still_waits_and_refuses_more(
+    redis_url: str, prefix: str
+) -> None:
+    import asyncio
+
+    from bot.storage.base import StoreClosed
+
+    store = RedisStore(redis_url, prefix=prefix)
+    await store.save("tg:1", {"n": 1}, 0)
+    waiting = asyncio.ensure_future(store.load("tg:1"))
+    await asyncio.sleep(0)
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await waiting
+    with pytest.raises(StoreClosed):
+        await store.load("tg:1")
