@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,7 @@ MAX_TRIES = 8
 KNOWN_SESSIONS = 10_000  # sessions remembered per process (~1 KB each)
 
 
-@dataclass
+@dataclass(slots=True)
 class StepResult:
     """What one input did: the reply, the stored session, and whether it was a duplicate."""
 
@@ -62,7 +61,7 @@ class ConversationService:
         self.secret = secret
         self.audit = audit  # callable(session, flow, patient, outcome) -> record, or None
         self.known_sessions = known_sessions
-        self._known: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
+        self._known: dict[str, tuple[dict[str, Any], int]] = {}
 
     async def load(self, key: str) -> tuple[dict[str, Any] | None, int]:
         try:
@@ -75,13 +74,13 @@ class ConversationService:
 
     # -- the remembered copy of each chat's last written session --------------------------
     def _remember(self, key: str, version: int, data: dict[str, Any]) -> None:
-        """Keep the session just written (the dict itself: the next step takes it over)."""
-        if self.known_sessions <= 0:
-            return
-        self._known[key] = (data, version)
-        self._known.move_to_end(key)
-        if len(self._known) > self.known_sessions:
-            self._known.popitem(last=False)
+        """Keep the session just written (the dict itself: the next step takes it over).
+        A plain dict kept in the order of writing: the first key is the oldest."""
+        known = self._known
+        known.pop(key, None)
+        known[key] = (data, version)
+        if len(known) > self.known_sessions:
+            del known[next(iter(known))]
 
     def _recall(self, key: str) -> tuple[dict[str, Any], int] | None:
         """Take the remembered session out (whoever recalls it may change it)."""
