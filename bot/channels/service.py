@@ -89,8 +89,8 @@ class ConversationService:
     async def step(self, key: str, inp: Input, *, update_id: int | None = None,
                    lang: str | None = None) -> StepResult:
         """Apply one input; retries on a concurrent write."""
-        for attempt in range(MAX_TRIES):
-            recalled = self._recall(key) if attempt == 0 else None
+        recalled = self._known.pop(key, None)  # _recall, inline: once per answer
+        for _attempt in range(MAX_TRIES):
             data: dict[str, Any] | None
             if recalled is not None:
                 data, version = recalled
@@ -99,15 +99,19 @@ class ConversationService:
             if data is not None and update_id is not None and update_id in data.get("updates",
                                                                                      ()):
                 if recalled is not None:
+                    recalled = None
                     continue  # answer a duplicate from what the store holds now
                 reply = self.engine.view(data, lang)
                 return StepResult(reply, data, version, duplicate=True)
             before_step = data.get("step") if data else None
             new, reply = self.engine.handle(data, inp, lang=lang)
             if update_id is not None:
-                new["updates"] = (new.get("updates", []) + [update_id])[-RECENT_UPDATES:]
+                updates = new.get("updates")
+                new["updates"] = (updates[1 - RECENT_UPDATES:] + [update_id] if updates
+                                  else [update_id])
             if not reply.changed and data is not None and data.get("schema"):
                 if recalled is not None:
+                    recalled = None
                     continue  # nothing to write: answer from what the store holds now
                 return StepResult(reply, data, version)  # nothing to write
             finished = None
@@ -116,13 +120,14 @@ class ConversationService:
                 finished = reply.outcome
                 record = self._record(key, new, reply.outcome)
             saved = await self.store.save(key, new, version if data and "corrupt" not in data
-                                          else 0, audit=record)
+                                          else 0, record)
+            recalled = None
             if saved is None:
                 self._known.pop(key, None)
                 logger.info("concurrent write on a session: re-reading and re-applying")
                 continue
             self._remember(key, saved, new)
-            return StepResult(reply, new, saved, finished=finished)
+            return StepResult(reply, new, saved, False, finished)
         raise RuntimeError("too many concurrent writes on one session")
 
     async def update_meta(self, key: str, version: int, changes: dict[str, Any],

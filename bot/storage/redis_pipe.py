@@ -50,13 +50,6 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 1 << 18  # bytes asked of the socket per read
 
 
-def pack(command: tuple[Any, ...]) -> bytes:
-    """One command in the Redis protocol (RESP): an array of bulk strings (hiredis, in C:
-    ~3× faster than the same in Python for a save's dozen parts)."""
-    packed: bytes = hiredis.pack_command(command)
-    return packed
-
-
 def _reply_error(message: str) -> ResponseError:
     """The exception for an error reply (returned by the parser, raised by its caller)."""
     if message.startswith("NOSCRIPT"):
@@ -92,7 +85,8 @@ class Pipe:
             raise self._closed_error()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queued.append(pack(command))
+        # RESP, packed by hiredis in C: ~3x faster than in Python for a save's parts
+        self._queued.append(hiredis.pack_command(command))
         self._queued_futures.append(future)
         if not self._flush_soon:
             self._flush_soon = True
