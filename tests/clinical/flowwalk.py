@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.flow.conditions import walk
 from bot.flow.model import Flow, Outcome, Question
-from bot.flow.paths import answers
+from bot.flow.paths import answers, downstream
 
 from .reference_rules import SB_ITEMS, NotValue
 
@@ -186,36 +186,25 @@ def taps(flow: Flow) -> dict[str, Counter[int]]:
     return out
 
 
-def _live_facts(flow: Flow) -> dict[str, set[str]]:
+def _live_facts(flow: Flow) -> dict[str, frozenset[str]]:
     """Facts read at or after each step (the validator's liveness, without its checks)."""
-    own: dict[str, set[str]] = {}
-    for sid, step in flow.steps.items():
+
+    def own(question: Question) -> set[str]:
         reads: set[str] = set()
-        if isinstance(step, Question):
-            for r in step.routes:
-                if r.cond:
-                    todo = list(r.cond.reads)
-                    while todo:
-                        f = todo.pop()
-                        if f in reads:
-                            continue
-                        reads.add(f)
-                        comp = flow.computed.get(f)
-                        if comp:
-                            todo.extend(comp.reads)
-        own[sid] = reads
-    live = {sid: set(r) for sid, r in own.items()}
-    changed = True
-    while changed:
-        changed = False
-        for sid, step in flow.steps.items():
-            if isinstance(step, Question):
-                for target, _, _ in step.successors():
-                    extra = live.get(target, set()) - live[sid]
-                    if extra:
-                        live[sid] |= extra
-                        changed = True
-    return live
+        for r in question.routes:
+            if r.cond:
+                todo = list(r.cond.reads)
+                while todo:
+                    f = todo.pop()
+                    if f in reads:
+                        continue
+                    reads.add(f)
+                    comp = flow.computed.get(f)
+                    if comp:
+                        todo.extend(comp.reads)
+        return reads
+
+    return downstream(flow, own)
 
 
 def weighted_stats(counter: Counter[int]) -> tuple[int, float, int]:
