@@ -194,3 +194,30 @@ async def test_an_update_a_crash_left_unanswered_is_answered_once_after_a_restar
         assert len(dee.chat.bot_messages) == before[dee.id]
         assert len(eve.chat.bot_messages) == before[eve.id]
         assert await run.bot.answer_unanswered(started) == 0  # once only
+
+
+async def test_an_unanswered_update_that_moves_on_in_the_grace_is_left_to_the_live_instance(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Listed at start-up as unanswered, but the patient's session moves on before the grace
+    ends (another instance was answering it): no late screen replaces the live one."""
+    import time
+
+    async with running_bot(api, tmp_path / "s.db") as run:
+        fay = api.user(3110, "Fay")
+        await fay.send_command("/start")
+        await api.wait_idle()
+        started = time.time()
+        data, version = await run.store.load("tg:3110")
+        assert data is not None
+        data["meta"]["replied"].remove(data["updates"][-1])  # its answer still on the way
+        data["updated"] = started - 1
+        assert await run.store.save("tg:3110", data, version) == version + 1
+        found = await run.bot.unanswered(started)
+        assert list(found) == ["tg:3110"]
+        await fay.tap(fay.chat.last_bot_message, "None of these")  # the patient goes on
+        await api.wait_idle()
+        n = len(fay.chat.bot_messages)
+        assert await run.bot.answer_unanswered(started, found) == 0
+        await api.wait_idle()
+        assert len(fay.chat.bot_messages) == n
+        assert "Just to be sure" in last_text(fay)

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 NETWORK_RETRIES = (0.5, 1.0, 2.0)
 DUPLICATE_WAIT_SECONDS = 3.0  # how long a redelivered update waits for its first reply
 DUPLICATE_WAIT_POLLS = 15
-UNANSWERED_GRACE = 5.0  # after start-up, before looking for updates a crash left unanswered
+UNANSWERED_GRACE = 5.0  # listed at start-up, a crash's unanswered updates are answered this much later
 UNANSWERED_MAX_AGE = 3600.0  # older than this, a cut update is not answered any more
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 POOL_SIZE = 64  # connections to the Bot API (updates of up to 256 chats run at once)
@@ -421,18 +421,18 @@ class TelegramBot:
             reply = _with_notice(reply, notice)
         await self._deliver(chat_id, key, StepResult(reply, data, version), uid)
 
-    async def answer_unanswered(self, started: float) -> int:
-        """After a crash: answer the patients whose last update was saved but never answered.
+    async def unanswered(self, started: float) -> dict[str, tuple[int, float]]:
+        """After a crash: the patients whose last update was saved but never answered.
 
         Telegram does not send an update again once the bot has taken it (webhook: answered
         200; polling: confirmed by the next getUpdates), and python-telegram-bot takes it
         before handling it; a process killed between saving a step and replying leaves the
         patient waiting. Each session says which updates were applied (`updates`) and which
-        were answered (`meta.replied`), so a session last written before this process started
-        (and within UNANSWERED_MAX_AGE) whose last update has no answer gets its current
-        screen again, once. Call it a few seconds after start-up: what another instance was
-        answering at that moment is answered by then. Returns how many were answered."""
-        answered = 0
+        were answered (`meta.replied`): this lists the sessions last written before this
+        process started (and within UNANSWERED_MAX_AGE) whose last update has no answer, as
+        key -> (that update's id, the session's `updated`). Take it at start-up and give it
+        to `answer_unanswered` a few seconds later."""
+        found: dict[str, tuple[int, float]] = {}
         for key, data in await self.service.store.sessions():
             if not key.startswith("tg:"):
                 continue
@@ -443,10 +443,28 @@ class TelegramBot:
                     or not isinstance(updated, int | float)
                     or not started - UNANSWERED_MAX_AGE <= updated <= started):
                 continue
+            found[key] = (updates[-1], updated)
+        return found
+
+    async def answer_unanswered(self, started: float,
+                                found: dict[str, tuple[int, float]] | None = None) -> int:
+        """Show each patient of `found` (`unanswered(started)`, taken a few seconds ago; now if
+        not given) their current screen again, once, with a short apology; but only if their
+        session has not moved since: one that moved (a later update, or the answer given
+        after all) is in the hands of a live instance, and a screen from here could replace
+        the one the patient is using. Returns how many were answered."""
+        if found is None:
+            found = await self.unanswered(started)
+        answered = 0
+        for key, (uid, updated) in found.items():
             try:
-                chat_id = int(key[3:])
+                data, _ = await self.service.load(key)
+                if (not data or (data.get("updates") or [None])[-1] != uid
+                        or data.get("updated") != updated
+                        or uid in ((data.get("meta") or {}).get("replied") or [])):
+                    continue
                 lang = data.get("lang")
-                await self._view(chat_id, key, lang, t("late", lang or "en"), uid=updates[-1])
+                await self._view(int(key[3:]), key, lang, t("late", lang or "en"), uid=uid)
                 answered += 1
             except Exception:  # one patient's failure must not stop the others
                 logger.exception("could not answer the last update of %s",
@@ -732,13 +750,20 @@ def _live_reload(settings: Settings, bot: TelegramBot) -> Any:
 
 async def _answer_unanswered_soon(bot: TelegramBot, started: float, stop: asyncio.Event,
                                   wait: float = UNANSWERED_GRACE) -> None:
+    try:  # listed now, answered after the grace if nothing has happened to them meanwhile
+        found = await bot.unanswered(started)
+    except Exception:
+        logger.exception("could not look for unanswered updates")
+        return
+    if not found:
+        return
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), wait)
         return  # stopped before it was time
     try:
-        await bot.answer_unanswered(started)
+        await bot.answer_unanswered(started, found)
     except Exception:
-        logger.exception("could not look for unanswered updates")
+        logger.exception("could not answer unanswered updates")
 
 
 async def _housekeeping(store: Any, stop: asyncio.Event, every: float = 3600.0) -> None:
