@@ -126,7 +126,11 @@ class ConversationService:
                 self._known.pop(key, None)
                 logger.info("concurrent write on a session: re-reading and re-applying")
                 continue
-            self._remember(key, saved, new)
+            known = self._known  # _remember, inline: once per answer
+            known.pop(key, None)
+            known[key] = (new, saved)
+            if len(known) > self.known_sessions:
+                del known[next(iter(known))]
             return StepResult(reply, new, saved, False, finished)
         raise RuntimeError("too many concurrent writes on one session")
 

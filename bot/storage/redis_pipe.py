@@ -12,7 +12,10 @@ timer per reply). Here:
   batch while this process prepares the next), and replies are matched to futures in order,
   by hiredis, straight from each chunk the socket returns;
 - redis-py makes the connection (address, TLS, password, database, client name), from the
-  pool it was given; only then are its stream reader and writer taken over;
+  pool it was given; only then is its transport taken over (``set_protocol``; redis-py's
+  own protocol still hears of the close): every chunk the socket returns
+  goes straight to the parser, and replies are handed to their futures there and then (no
+  reading task, no stream buffer in between);
 - one timer watches for a server that stops answering: no reply for ``timeout`` seconds
   while commands wait fails them all with a timeout and drops the connection;
 - a dropped connection fails the commands on the wire with a connection error (they may or
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,14 +51,60 @@ from redis.exceptions import (
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1 << 18  # bytes asked of the socket per read
-
-
 def _reply_error(message: str) -> ResponseError:
     """The exception for an error reply (returned by the parser, raised by its caller)."""
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
     return ResponseError(message)
+
+
+def pack(command: tuple[Any, ...]) -> bytes:
+    """A command as RESP, packed by hiredis in C (~3x faster than in Python)."""
+    return hiredis.pack_command(command)
+
+
+class _Wire(asyncio.Protocol):
+    """The protocol of one taken-over connection: its chunks go to the pipe's parser.
+
+    Whatever happens to the socket is passed on to redis-py's own protocol too, so that
+    closing redis-py's connection still completes."""
+
+    def __init__(self, pipe: Pipe, transport: asyncio.Transport,
+                 previous: asyncio.BaseProtocol) -> None:
+        self.pipe = pipe
+        self.transport = transport
+        self.previous = previous
+        self.parser = hiredis.Reader(protocolError=InvalidResponse, replyError=_reply_error)
+
+    def data_received(self, data: bytes) -> None:
+        pipe = self.pipe
+        if pipe._wire is not self:
+            return  # a connection already given up
+        self.parser.feed(data)
+        pipe._progress = pipe._loop_time()
+        inflight = pipe._inflight
+        try:
+            while (reply := self.parser.gets()) is not False:
+                future = inflight.popleft()
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except IndexError:  # a reply to nothing: the stream cannot be trusted any more
+            pipe._drop(RedisConnectionError("Error reading from Redis: a reply nobody asked for"))
+        except InvalidResponse as exc:
+            pipe._drop(RedisConnectionError(f"Error reading from Redis: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        self.pipe._lost(self, RedisConnectionError("Connection closed by server."))
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pipe._lost(self, RedisConnectionError(
+            f"Error reading from Redis: {exc}" if exc else "Connection closed by server."))
+        self.previous.connection_lost(exc)
 
 
 class Pipe:
@@ -67,9 +117,8 @@ class Pipe:
         self._timeout = timeout
         self._closed_error = closed
         self._conn: AbstractConnection | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._wire: _Wire | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._reading: asyncio.Task[None] | None = None
         self._queued: list[bytes] = []
         self._queued_futures: list[asyncio.Future[Any]] = []
         self._flush_soon = False
@@ -77,16 +126,25 @@ class Pipe:
         self._watch: asyncio.TimerHandle | None = None
         self._progress = 0.0  # loop time of the last reply, or of the first command waiting
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_time: Callable[[], float] = time.monotonic
+        self._disposing: set[asyncio.Task[None]] = set()
         self.writes: list[int] = []  # commands per socket write (the last 100; for tests)
 
     def call(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Queue one command; its future gets the reply (or the error)."""
+        return self.send(pack(command))
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue one command already packed as RESP (exactly one command: one reply)."""
         if self._closed:
             raise self._closed_error()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+            self._loop_time = loop.time
         future: asyncio.Future[Any] = loop.create_future()
-        # RESP, packed by hiredis in C: ~3x faster than in Python for a save's parts
-        self._queued.append(hiredis.pack_command(command))
+        self._queued.append(packed)
         self._queued_futures.append(future)
         if not self._flush_soon:
             self._flush_soon = True
@@ -97,7 +155,8 @@ class Pipe:
         self._flush_soon = False
         if not self._queued or self._closed:
             return
-        if self._writer is None:
+        wire = self._wire
+        if wire is None:
             if self._connecting is None:
                 self._connecting = asyncio.get_running_loop().create_task(
                     self._connect(), name="redis connect")
@@ -105,15 +164,15 @@ class Pipe:
         data = b"".join(self._queued)
         futures = self._queued_futures
         self._queued, self._queued_futures = [], []
-        loop = asyncio.get_running_loop()
         if not self._inflight:
-            self._progress = loop.time()
+            self._progress = self._loop_time()
         self._inflight.extend(futures)
         self.writes.append(len(futures))
-        del self.writes[:-100]
-        self._writer.write(data)
+        if len(self.writes) > 200:
+            del self.writes[:-100]
+        wire.transport.write(data)
         if self._watch is None:
-            self._watch = loop.call_later(self._timeout, self._check)
+            self._watch = asyncio.get_running_loop().call_later(self._timeout, self._check)
 
     async def _connect(self) -> None:
         try:
@@ -122,8 +181,8 @@ class Pipe:
                     conn = await self._pool.get_connection()
             except TimeoutError:
                 raise RedisTimeoutError("Timeout connecting to Redis") from None
-            writer, reader = conn._writer, conn._reader
-            if writer is None or reader is None:  # pragma: no cover - redis-py changed
+            writer = conn._writer
+            if writer is None:  # pragma: no cover - redis-py changed
                 await self._pool.release(conn)
                 raise RedisConnectionError("the Redis connection has no stream")
         except BaseException as exc:
@@ -132,36 +191,16 @@ class Pipe:
             if not isinstance(exc, Exception):
                 raise
             return
-        self._conn, self._writer = conn, writer
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        wire = _Wire(self, transport, transport.get_protocol())
+        transport.set_protocol(wire)  # from now on every chunk read comes to the wire
+        self._conn, self._wire = conn, wire
         self._connecting = None
-        self._reading = asyncio.get_running_loop().create_task(
-            self._read(reader), name="redis replies")
+        if transport.is_closing():  # lost while being taken over
+            self._drop(RedisConnectionError("Connection closed by server."))
+            return
         self._flush()
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        parser = hiredis.Reader(protocolError=InvalidResponse, replyError=_reply_error)
-        inflight = self._inflight
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                data = await reader.read(READ_SIZE)
-                if not data:
-                    raise RedisConnectionError("Connection closed by server.")
-                parser.feed(data)
-                self._progress = loop.time()
-                while (reply := parser.gets()) is not False:
-                    future = inflight.popleft()
-                    if future.done():  # its caller was cancelled
-                        continue
-                    if isinstance(reply, Exception):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self._drop(exc if isinstance(exc, RedisConnectionError | RedisTimeoutError)
-                             else RedisConnectionError(f"Error reading from Redis: {exc}"))
 
     def _check(self) -> None:
         """The timer: fail everything waiting if the server has gone quiet."""
@@ -171,14 +210,20 @@ class Pipe:
         loop = asyncio.get_running_loop()
         quiet = loop.time() - self._progress
         if quiet >= self._timeout:
-            loop.create_task(self._drop(RedisTimeoutError("Timeout reading from Redis")))
+            self._drop(RedisTimeoutError("Timeout reading from Redis"))
         else:
             self._watch = loop.call_later(self._timeout - quiet, self._check)
 
-    async def _drop(self, exc: Exception) -> None:
+    def _lost(self, wire: _Wire, exc: Exception) -> None:
+        """The socket under ``wire`` closed or failed."""
+        if wire is self._wire:
+            self._drop(exc)
+
+    def _drop(self, exc: Exception) -> None:
         """Give up the connection: the commands on the wire fail with ``exc``."""
-        conn, self._conn, self._writer = self._conn, None, None
-        reading, self._reading = self._reading, None
+        conn, wire, self._conn, self._wire = self._conn, self._wire, None, None
+        if wire is not None:
+            wire.transport.abort()  # now, even with writes stuck in a frozen server's buffer
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -189,13 +234,20 @@ class Pipe:
         for future in inflight:
             if not future.done():
                 future.set_exception(exc)
-        if reading is not None and reading is not asyncio.current_task():
-            reading.cancel()
         if conn is not None:
-            await conn.disconnect()
-            await self._pool.release(conn)
+            task = asyncio.get_running_loop().create_task(self._dispose(conn),
+                                                          name="redis disconnect")
+            self._disposing.add(task)
+            task.add_done_callback(self._disposing.discard)
         if self._queued and not self._closed:  # queued meanwhile: a new connection
             self._flush()
+
+    async def _dispose(self, conn: AbstractConnection) -> None:
+        """Close a given-up connection and give it back to redis-py's pool."""
+        try:
+            await conn.disconnect(nowait=True)
+        finally:
+            await self._pool.release(conn)
 
     def _fail_queued(self, exc: BaseException) -> None:
         futures, self._queued, self._queued_futures = self._queued_futures, [], []
@@ -212,4 +264,6 @@ class Pipe:
         self._fail_queued(error)
         if self._connecting is not None:
             self._connecting.cancel()
-        await self._drop(error)
+        self._drop(error)
+        if self._disposing:
+            await asyncio.gather(*self._disposing, return_exceptions=True)

@@ -82,6 +82,21 @@ async def test_save_over_an_unreadable_value_raises_corrupt_session(
     await store.close()
 
 
+@pytest.mark.parametrize("expected", [0, 9, 10, 99, 123456789012])
+@pytest.mark.parametrize("body", [b"{}", b'{"t":"\xc3\xb1\r\n$3\r\n"}', b'{"x":"' + b"y" * 5000 + b'"}'])
+def test_the_usual_save_is_packed_exactly_as_hiredis_packs_it(expected: int, body: bytes) -> None:
+    from bot.storage.redis_pipe import pack
+    from bot.storage.redis_store import pack_save
+
+    store = RedisStore("redis://localhost:1/0", prefix="pré:", ttl_seconds=7)
+    for key, now in (("tg:1", 1795630693538), ("tg:ñ-12345678901234", 5), ("", 0)):
+        value = b'{"v":%d,"t":%d,"data":%b}' % (expected + 1, now, body)
+        assert pack_save(store._save_head, store.session_key(key).encode(), expected,
+                         b"%d" % now, body, store._save_tail) == pack((
+                             b"EVALSHA", store._save_sha, b"1", store.session_key(key),
+                             expected, value, now, 7000))
+
+
 def test_redacted_url_drops_credentials_and_options() -> None:
     assert redacted_url("redis://u:p@h:1/2?x=y") == "redis://h:1"
     assert redacted_url("rediss://h") == "rediss://h:6379"
