@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -175,6 +176,7 @@ class Pipe:
             self._watch = asyncio.get_running_loop().call_later(self._timeout, self._check)
 
     async def _connect(self) -> None:
+        conn: AbstractConnection | None = None
         try:
             try:  # connecting includes redis-py's handshake, which has no time limit of its own
                 async with asyncio.timeout(self._timeout):
@@ -183,18 +185,21 @@ class Pipe:
                 raise RedisTimeoutError("Timeout connecting to Redis") from None
             writer = conn._writer
             if writer is None:  # pragma: no cover - redis-py changed
-                await self._pool.release(conn)
                 raise RedisConnectionError("the Redis connection has no stream")
+            # any transport with set_protocol: asyncio's, uvloop's (not asyncio.Transport
+            # subclasses), or TLS
+            transport = cast(asyncio.Transport, writer.transport)
+            wire = _Wire(self, transport, transport.get_protocol())
+            transport.set_protocol(wire)  # from now on every chunk read comes to the wire
         except BaseException as exc:
             self._connecting = None
             self._fail_queued(exc)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._dispose(conn)
             if not isinstance(exc, Exception):
                 raise
             return
-        transport = writer.transport
-        assert isinstance(transport, asyncio.Transport)
-        wire = _Wire(self, transport, transport.get_protocol())
-        transport.set_protocol(wire)  # from now on every chunk read comes to the wire
         self._conn, self._wire = conn, wire
         self._connecting = None
         if transport.is_closing():  # lost while being taken over
