@@ -127,8 +127,7 @@ class Pipe:
         self._watch: asyncio.TimerHandle | None = None
         self._progress = 0.0  # loop time of the last reply, or of the first command waiting
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_time: Callable[[], float] = time.monotonic
+        self._loop_time: Callable[[], float] = time.monotonic  # the connection's loop's time
         self._disposing: set[asyncio.Task[None]] = set()
         self.writes: list[int] = []  # commands per socket write (the last 100; for tests)
 
@@ -140,10 +139,7 @@ class Pipe:
         """Queue one command already packed as RESP (exactly one command: one reply)."""
         if self._closed:
             raise self._closed_error()
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-            self._loop_time = loop.time
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queued.append(packed)
         self._queued_futures.append(future)
@@ -201,6 +197,7 @@ class Pipe:
                 raise
             return
         self._conn, self._wire = conn, wire
+        self._loop_time = asyncio.get_running_loop().time
         self._connecting = None
         if transport.is_closing():  # lost while being taken over
             self._drop(RedisConnectionError("Connection closed by server."))
