@@ -68,14 +68,16 @@ def redis_server_available() -> bool:
     return shutil.which(REDIS_SERVER) is not None
 
 
-def start_redis_server(timeout: float = 10.0) -> RedisServer:
-    """Start redis-server on a free 127.0.0.1 port and wait until it answers PING."""
+def start_redis_server(timeout: float = 10.0, port: int | None = None) -> RedisServer:
+    """Start redis-server on a free 127.0.0.1 port (or on ``port``, as a restart would) and
+    wait until it answers PING."""
     executable = shutil.which(REDIS_SERVER)
     if executable is None:
         raise FileNotFoundError(f"{REDIS_SERVER} is not on PATH (apt-get install redis-server)")
     last_error = ""
+    wanted = port
     for _attempt in range(3):  # another process may grab the free port before us
-        port = _free_port()
+        port = _free_port() if wanted is None else wanted
         workdir = tempfile.mkdtemp(prefix="redis-test-")
         process = subprocess.Popen(
             [

@@ -220,6 +220,42 @@ async def test_a_server_that_stops_answering_times_out_and_the_store_recovers(
         server.stop()
 
 
+async def test_a_redis_restart_fails_what_it_cuts_off_and_the_store_carries_on(
+    prefix: str,
+) -> None:
+    import asyncio
+    import contextlib
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from .redis_server import start_redis_server, start_redis_server_or_skip
+
+    server = start_redis_server_or_skip()
+    store = RedisStore(server.url, prefix=prefix, connect_timeout=0.5)
+    restarted = None
+    try:
+        assert await store.save("tg:1", {"n": 1}, 0) == 1
+        cut_off = [asyncio.ensure_future(store.load("tg:1")) for _ in range(20)]
+        await asyncio.sleep(0)  # queued,
+        await asyncio.sleep(0)  # written, and then the server dies under them
+        server.process.kill()
+        server.process.wait()
+        for future in cut_off:  # an answer from before the kill, or the error after three tries
+            with contextlib.suppress(RedisConnectionError):
+                assert await asyncio.wait_for(future, 10) == ({"n": 1}, 1)
+        with pytest.raises(RedisConnectionError):  # down: three tries, then the error
+            await asyncio.wait_for(store.load("tg:1"), 10)
+        restarted = start_redis_server(port=server.port)  # back, empty (nothing persisted)
+        assert await store.load("tg:1") == (None, 0)
+        assert await store.save("tg:1", {"n": 2}, 0) == 1  # the save script loaded again
+        assert await store.load("tg:1") == ({"n": 2}, 1)
+    finally:
+        await store.close()
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
 async def test_closing_fails_what_still_waits_and_refuses_more(
     redis_url: str, prefix: str
 ) -> None:
