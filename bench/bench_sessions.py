@@ -63,7 +63,7 @@ from bot.engine import Back, Choose, Engine, Input, Start, Text  # noqa: E402
 from bot.flow import load_flow  # noqa: E402
 from bot.flow.model import Flow  # noqa: E402
 from bot.storage import SessionStore  # noqa: E402
-from bot.storage.base import encode_session  # noqa: E402
+from bot.storage.base import encode_session_bytes  # noqa: E402
 from bot.storage.memory import MemoryStore  # noqa: E402
 from bot.storage.sqlite import SQLiteStore  # noqa: E402
 
@@ -225,7 +225,7 @@ class NoStore:
 
     async def save(self, key: str, data: dict[str, Any], expected_version: int,
                    audit: Any = None) -> int:
-        encode_session(key, data)
+        encode_session_bytes(key, data)
         return expected_version + 1
 
     async def check(self) -> None:
@@ -236,15 +236,27 @@ class NoStore:
 
 
 class NoStoreAwaited(NoStore):
-    """The same, with one wait for an answer per save (any store with a server has one)."""
+    """The same, with one wait for an answer per save (any store with a server has one),
+    answered the way the Redis pipe answers: the saves made in one pass of the event loop
+    are answered together by one callback in the next (as replies arriving in one chunk)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[asyncio.Future[int], int]] = []
 
     async def save(self, key: str, data: dict[str, Any], expected_version: int,
                    audit: Any = None) -> int:
-        encode_session(key, data)
+        encode_session_bytes(key, data)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[int] = loop.create_future()
-        loop.call_soon(answer.set_result, expected_version + 1)
+        if not self.waiting:
+            loop.call_soon(self.answer_all)
+        self.waiting.append((answer, expected_version + 1))
         return await answer
+
+    def answer_all(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for answer, version in waiting:
+            answer.set_result(version)
 
 
 async def session_bytes(store: SessionStore, keys: list[str]) -> int | None:
