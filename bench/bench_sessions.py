@@ -14,8 +14,8 @@ flows/tests/ (every disposition), else the demo flow's four. Two ways:
   one at a time   answer 1 of every patient, then answer 2, ...: each answer waits for the
                   last (the latency of one answer)
   N at once       every patient at once, each answering after their reply, as patients do:
-                  the throughput of one process (Redis batches the reads and writes made at
-                  the same time into one round trip)
+                  the throughput of one process (the reads and writes made at the same time
+                  go to Redis in one write)
 
 Rows: answers/s (the median round, and the best), µs per answer (1 / answers/s), the store's
 cost per answer (that minus the engine alone), the p99 latency of one answer, and the bytes
@@ -31,11 +31,12 @@ store, patients answering at once move through their conversations together). It
 measured with a task per patient: the engine never waits, so each task would run its whole
 conversation in one go, and that order costs the engine 4-7 µs more per answer here (each
 step's data is fetched for one patient at a time instead of for many in a row), which would
-be charged to the engine instead of the store (stop 10 compared with that row, and reported
-the store cheaper than it is). The bare loop row is the engine with no harness at all: against
+be charged to the engine instead of the store and make the store look cheaper than it is. The
+bare loop row is the engine with no harness at all: against
 it the store is also charged the harness's coroutine per answer (the "stricter" line). The
 targets: on Redis the store costs less than the engine's own work per answer, and SQLite
-sustains at least 1,000 answers/s. The load average is printed: the numbers mean little on a busy machine.
+sustains at least 1,000 answers/s. The load average is printed: the numbers mean little on a
+busy machine.
 """
 
 from __future__ import annotations

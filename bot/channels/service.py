@@ -89,7 +89,7 @@ class ConversationService:
     async def step(self, key: str, inp: Input, *, update_id: int | None = None,
                    lang: str | None = None) -> StepResult:
         """Apply one input; retries on a concurrent write."""
-        recalled = self._known.pop(key, None)  # _recall, inline: once per answer
+        recalled = self._recall(key)
         for _attempt in range(MAX_TRIES):
             data: dict[str, Any] | None
             if recalled is not None:
@@ -126,11 +126,7 @@ class ConversationService:
                 self._known.pop(key, None)
                 logger.info("concurrent write on a session: re-reading and re-applying")
                 continue
-            known = self._known  # _remember, inline: once per answer
-            known.pop(key, None)
-            known[key] = (new, saved)
-            if len(known) > self.known_sessions:
-                del known[next(iter(known))]
+            self._remember(key, saved, new)
             return StepResult(reply, new, saved, False, finished)
         raise RuntimeError("too many concurrent writes on one session")
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -113,7 +112,7 @@ class Pipe:
 
     def __init__(self, pool: ConnectionPool, timeout: float,
                  closed: Callable[[], Exception]) -> None:
-        """``closed()`` makes the error ``call`` raises once ``close`` has been called."""
+        """``closed()`` makes the error ``send`` raises once ``close`` has been called."""
         self._pool = pool
         self._timeout = timeout
         self._closed_error = closed
@@ -129,14 +128,11 @@ class Pipe:
         self._closed = False
         self._loop_time: Callable[[], float] = time.monotonic  # the connection's loop's time
         self._disposing: set[asyncio.Task[None]] = set()
-        self.writes: list[int] = []  # commands per socket write (the last 100; for tests)
-
-    def call(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Queue one command; its future gets the reply (or the error)."""
-        return self.send(pack(command))
+        self.writes: list[int] = []  # commands per socket write (the last 100-200; for tests)
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
-        """Queue one command already packed as RESP (exactly one command: one reply)."""
+        """Queue one command, packed as RESP (``pack``; exactly one command: one reply);
+        its future gets the reply (or the error)."""
         if self._closed:
             raise self._closed_error()
         loop = asyncio.get_running_loop()
@@ -191,8 +187,7 @@ class Pipe:
             self._connecting = None
             self._fail_queued(exc)
             if conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._dispose(conn)
+                await self._dispose(conn)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -245,11 +240,15 @@ class Pipe:
             self._flush()
 
     async def _dispose(self, conn: AbstractConnection) -> None:
-        """Close a given-up connection and give it back to redis-py's pool."""
+        """Close a given-up connection and give it back to redis-py's pool (never raises: it
+        runs as a task nobody waits for, and the connection is gone either way)."""
         try:
-            await conn.disconnect(nowait=True)
-        finally:
-            await self._pool.release(conn)
+            try:
+                await conn.disconnect(nowait=True)
+            finally:
+                await self._pool.release(conn)
+        except Exception as exc:
+            logger.debug("closing a dropped Redis connection: %s", exc)
 
     def _fail_queued(self, exc: BaseException) -> None:
         futures, self._queued, self._queued_futures = self._queued_futures, [], []

@@ -162,7 +162,6 @@ class RedisStore:
         # the parts of every usual save that never change (see pack_save)
         self._save_head = b"*8\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
-        self._session_head = self.session_key("").encode()
         self._save_tail = b"$%d\r\n%d\r\n" % (len(b"%d" % self._ttl_ms), self._ttl_ms)
         self._delete = self._redis.register_script(_DELETE_LUA)
         self._audit_key = f"{prefix}audit"
@@ -193,12 +192,11 @@ class RedisStore:
 
     async def save(self, key: str, data: Session, expected_version: int,
                    audit: AuditRecord | None = None) -> int | None:
-        if expected_version.__class__ is not int or expected_version < 0:
-            check_expected_version(expected_version)  # raises, saying what is wrong
+        check_expected_version(expected_version)
         body = encode_session_bytes(key, data)
-        now_ms = int(self.clock() * 1000)
+        now_ms = self._now_ms()
         if audit is None:  # the usual save: the session key alone, packed here (see pack_save)
-            packed = pack_save(self._save_head, self._session_head + key.encode(),
+            packed = pack_save(self._save_head, self.session_key(key).encode(),
                                expected_version, b"%d" % now_ms, body, self._save_tail)
         else:
             value = b'{"v":%d,"t":%d,"data":%b}' % (expected_version + 1, now_ms, body)
@@ -207,13 +205,8 @@ class RedisStore:
                 b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
                 self._audit_index(key), expected_version, value, now_ms, self._ttl_ms, member,
                 repr(score)))
-        try:  # _send, inline: one coroutine less per answer
-            result = await self._pipe.send(packed)
-        except (RedisConnectionError, RedisTimeoutError, NoScriptError) as exc:
-            try:
-                result = await self._again(packed, exc)
-            except ResponseError as again:
-                raise _wrong_type(key, again) from None
+        try:
+            result = await self._send(packed)
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if result == -1:
@@ -373,8 +366,8 @@ def pack_save(head: bytes, key: bytes, expected_version: int, now: bytes, body: 
     ``head`` is everything up to the key (``*8``, ``EVALSHA``, the sha, ``1``), ``tail`` the
     TTL argument: both are the same for every save of a store. The same bytes as
     ``hiredis.pack_command`` makes of those arguments (a test holds them to it), in about
-    half the time: hiredis formats each argument on its own, then the whole command, and the
-    envelope would have to be formatted before that, a copy of the session more."""
+    two thirds of the time (2.7 µs against 4.2 µs for a 900-byte session): the envelope is
+    not formatted first, a copy of the session fewer."""
     old = b"%d" % expected_version
     new = b"%d" % (expected_version + 1)
     return b"".join((
