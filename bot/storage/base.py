@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -72,9 +72,12 @@ class SessionStore(Protocol):
         """Return the session and its version, or ``(None, 0)``; refresh nothing."""
         ...
 
-    async def save(self, key: str, data: Session, expected_version: int,
-                   audit: AuditRecord | None = None) -> int | None:
+    def save(self, key: str, data: Session, expected_version: int,
+             audit: AuditRecord | None = None) -> Awaitable[int | None]:
         """Write if the stored version equals ``expected_version``; return the new version.
+
+        Awaited for its result (a coroutine, or a future the backend answers: the Redis
+        store's saves are futures, see ``redis_store.save``).
 
         ``expected_version`` 0 means "must not exist". Returns ``expected_version + 1`` on
         success and ``None`` on conflict. Each save restarts the inactivity TTL. ``audit``

@@ -11,16 +11,23 @@ timer per reply). Here:
 - commands are written without waiting for earlier replies (pipelining: Redis works on one
   batch while this process prepares the next), and replies are matched to futures in order,
   by hiredis, straight from each chunk the socket returns;
+- a command may bring a ``decode(reply, arg)``: its future gets what that returns (or
+  raises), so a caller can hand the future on without a coroutine of its own to await it;
 - redis-py makes the connection (address, TLS, password, database, client name), from the
   pool it was given; only then is its transport taken over (``set_protocol``; redis-py's
   own protocol still hears of the close): every chunk the socket returns
   goes straight to the parser, and replies are handed to their futures there and then (no
   reading task, no stream buffer in between);
 - one timer watches for a server that stops answering: no reply for ``timeout`` seconds
-  while commands wait fails them all with a timeout and drops the connection;
-- a dropped connection fails the commands on the wire with a connection error (they may or
-  may not have run: the caller decides whether to send again); commands queued after it go
-  out on a new connection.
+  while commands wait drops the connection;
+- a dropped connection (or one that cannot be made) sends its commands again on a new one,
+  ``tries`` more times at most (by default 2, as a redis-py client call retries), then fails
+  them with the connection error. A command may have run before the drop: only commands that
+  are safe to run twice belong here (a read; a compare-and-set, which then reads as a
+  conflict);
+- a command that brings the ``SCRIPT LOAD`` of its Lua script (``reload``) and is answered
+  ``NOSCRIPT`` (Redis restarted, ``SCRIPT FLUSH``) is sent again behind that load, on the same
+  connection: the load is certain to come first.
 
 Error replies (``-ERR ...``) fail only their own command, as redis-py's exceptions
 (``NoScriptError``, ``ResponseError``).
@@ -33,7 +40,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -50,6 +57,21 @@ from redis.exceptions import (
 )
 
 logger = logging.getLogger(__name__)
+
+RETRIES = 2  # a command is sent again this many times on a new connection, at most
+
+Decode: TypeAlias = Callable[[Any, Any], Any]
+# one command: (its future, or None if nobody waits; RESP bytes; decode; decode's arg;
+# sends left after this one; the SCRIPT LOAD that its NOSCRIPT answer calls for, or None)
+Command: TypeAlias = tuple["asyncio.Future[Any] | None", bytes, "Decode | None", Any, int,
+                           "bytes | None"]
+
+
+def _again(command: Command) -> Command:
+    """``command`` to be sent once more: one send fewer left."""
+    future, packed, decode, arg, tries, reload = command
+    return future, packed, decode, arg, tries - 1, reload
+
 
 def _reply_error(message: str) -> ResponseError:
     """The exception for an error reply (returned by the parser, raised by its caller)."""
@@ -85,13 +107,31 @@ class _Wire(asyncio.Protocol):
         inflight = pipe._inflight
         try:
             while (reply := self.parser.gets()) is not False:
-                future = inflight.popleft()
+                command = inflight.popleft()
+                future = command[0]
+                if future is None:  # a script load nobody waits for
+                    pipe._loaded(command[1], reply)
+                    continue
                 if future.done():  # its caller was cancelled
                     continue
+                decode = command[2]
                 if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
+                    if reply.__class__ is NoScriptError and command[5] is not None \
+                            and command[4] > 0:
+                        pipe._after_load(command)
+                        continue
+                    if decode is None:
+                        future.set_exception(reply)
+                        continue
+                if decode is None:
                     future.set_result(reply)
+                    continue
+                try:
+                    value = decode(reply, command[3])
+                except Exception as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(value)
         except IndexError:  # a reply to nothing: the stream cannot be trusted any more
             pipe._drop(RedisConnectionError("Error reading from Redis: a reply nobody asked for"))
         except InvalidResponse as exc:
@@ -119,10 +159,11 @@ class Pipe:
         self._conn: AbstractConnection | None = None
         self._wire: _Wire | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._queued: list[bytes] = []
-        self._queued_futures: list[asyncio.Future[Any]] = []
+        self._queued: list[Command] = []
         self._flush_soon = False
-        self._inflight: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._batch_loop: Any = None  # the loop the queued commands will be written from
+        self._inflight: collections.deque[Command] = collections.deque()
+        self._loading: set[bytes] = set()  # script loads queued or on the wire
         self._watch: asyncio.TimerHandle | None = None
         self._progress = 0.0  # loop time of the last reply, or of the first command waiting
         self._closed = False
@@ -130,19 +171,53 @@ class Pipe:
         self._disposing: set[asyncio.Task[None]] = set()
         self.writes: list[int] = []  # commands per socket write (the last 100-200; for tests)
 
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
-        """Queue one command, packed as RESP (``pack``; exactly one command: one reply);
-        its future gets the reply (or the error)."""
+    def send(self, packed: bytes, decode: Decode | None = None, arg: Any = None,
+             tries: int = RETRIES, reload: bytes | None = None) -> asyncio.Future[Any]:
+        """Queue one command, packed as RESP (``pack``; exactly one command: one reply).
+
+        Its future gets the reply, or ``decode(reply, arg)`` (error replies included: decode
+        raises what the caller should see), or the error. See the module's doc for ``tries``
+        and ``reload``."""
         if self._closed:
             raise self._closed_error()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queued.append(packed)
-        self._queued_futures.append(future)
+        if self._flush_soon:  # not the first of its batch: the loop is the one asked below
+            future: asyncio.Future[Any] = self._batch_loop.create_future()
+            self._queued.append((future, packed, decode, arg, tries, reload))
+            return future
+        loop = self._batch_loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queued.append((future, packed, decode, arg, tries, reload))
+        self._flush_soon = True
+        loop.call_soon(self._flush)
+        return future
+
+    def _flush_later(self) -> None:
+        """Write what is queued at the end of this pass of the loop (if not already due)."""
         if not self._flush_soon:
             self._flush_soon = True
-            loop.call_soon(self._flush)
-        return future
+            self._batch_loop = asyncio.get_running_loop()
+            self._batch_loop.call_soon(self._flush)
+
+    def _requeue(self, commands: list[Command]) -> None:
+        """Queue commands again (ahead of what is queued), each with one send fewer left."""
+        if commands:
+            self._queued[:0] = [_again(c) for c in commands]
+            self._flush_later()
+
+    def _after_load(self, command: Command) -> None:
+        """``command`` was answered NOSCRIPT: queue its script's load (once), then it again."""
+        load = command[5]
+        assert load is not None
+        if load not in self._loading:
+            self._loading.add(load)
+            self._queued.append((None, load, None, None, 0, None))
+        self._queued.append(_again(command))
+        self._flush_later()
+
+    def _loaded(self, load: bytes, reply: Any) -> None:
+        self._loading.discard(load)
+        if isinstance(reply, Exception):
+            logger.warning("Redis refused to load a script: %s", reply)
 
     def _flush(self) -> None:
         self._flush_soon = False
@@ -154,16 +229,14 @@ class Pipe:
                 self._connecting = asyncio.get_running_loop().create_task(
                     self._connect(), name="redis connect")
             return  # sent once connected
-        data = b"".join(self._queued)
-        futures = self._queued_futures
-        self._queued, self._queued_futures = [], []
+        commands, self._queued = self._queued, []
         if not self._inflight:
             self._progress = self._loop_time()
-        self._inflight.extend(futures)
-        self.writes.append(len(futures))
+        self._inflight.extend(commands)
+        self.writes.append(len(commands))
         if len(self.writes) > 200:
             del self.writes[:-100]
-        wire.transport.write(data)
+        wire.transport.write(b"".join([c[1] for c in commands]))
         if self._watch is None:
             self._watch = asyncio.get_running_loop().call_later(self._timeout, self._check)
 
@@ -185,11 +258,12 @@ class Pipe:
             transport.set_protocol(wire)  # from now on every chunk read comes to the wire
         except BaseException as exc:
             self._connecting = None
-            self._fail_queued(exc)
             if conn is not None:
                 await self._dispose(conn)
             if not isinstance(exc, Exception):
+                self._fail(self._take_queued(), exc)
                 raise
+            self._retry_or_fail(self._take_queued(), exc)  # tries left: connect again
             return
         self._conn, self._wire = conn, wire
         self._loop_time = asyncio.get_running_loop().time
@@ -200,7 +274,7 @@ class Pipe:
         self._flush()
 
     def _check(self) -> None:
-        """The timer: fail everything waiting if the server has gone quiet."""
+        """The timer: drop the connection if the server has gone quiet."""
         self._watch = None
         if not self._inflight or self._closed:
             return
@@ -217,27 +291,48 @@ class Pipe:
             self._drop(exc)
 
     def _drop(self, exc: Exception) -> None:
-        """Give up the connection: the commands on the wire fail with ``exc``."""
+        """Give up the connection: the commands on the wire go again on a new one (or fail
+        with ``exc``, with no tries left)."""
         conn, wire, self._conn, self._wire = self._conn, self._wire, None, None
         if wire is not None:
             wire.transport.abort()  # now, even with writes stuck in a frozen server's buffer
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        inflight, self._inflight = self._inflight, collections.deque()
-        if inflight and not self._closed:
+        inflight, self._inflight = list(self._inflight), collections.deque()
+        self._loading.clear()  # a load on the wire is lost: a NOSCRIPT will ask again
+        waiting = [c for c in inflight if c[0] is not None and not c[0].done()]
+        if waiting and not self._closed:
             logger.warning("Redis connection dropped (%s) with %d commands on it",
-                           exc, len(inflight))
-        for future in inflight:
-            if not future.done():
-                future.set_exception(exc)
+                           exc, len(waiting))
         if conn is not None:
             task = asyncio.get_running_loop().create_task(self._dispose(conn),
                                                           name="redis disconnect")
             self._disposing.add(task)
             task.add_done_callback(self._disposing.discard)
-        if self._queued and not self._closed:  # queued meanwhile: a new connection
+        self._retry_or_fail(waiting, exc)
+        if self._queued and not self._closed:  # sent again, or queued meanwhile: a new one
             self._flush()
+
+    def _retry_or_fail(self, commands: list[Command], exc: BaseException) -> None:
+        """Commands the connection failed: queued again if they have tries left, else
+        failed with ``exc``."""
+        if self._closed:
+            self._fail(commands, exc)
+            return
+        self._requeue([c for c in commands if c[4] > 0])
+        self._fail([c for c in commands if c[4] <= 0], exc)
+
+    def _take_queued(self) -> list[Command]:
+        commands, self._queued = self._queued, []
+        return commands
+
+    @staticmethod
+    def _fail(commands: list[Command], exc: BaseException) -> None:
+        for command in commands:
+            future = command[0]
+            if future is not None and not future.done():
+                future.set_exception(exc)
 
     async def _dispose(self, conn: AbstractConnection) -> None:
         """Close a given-up connection and give it back to redis-py's pool (never raises: it
@@ -250,19 +345,13 @@ class Pipe:
         except Exception as exc:
             logger.debug("closing a dropped Redis connection: %s", exc)
 
-    def _fail_queued(self, exc: BaseException) -> None:
-        futures, self._queued, self._queued_futures = self._queued_futures, [], []
-        for future in futures:
-            if not future.done():
-                future.set_exception(exc)
-
     async def close(self) -> None:
         """Fail whatever still waits, and close the connection."""
         if self._closed:
             return
         self._closed = True
         error = self._closed_error()
-        self._fail_queued(error)
+        self._fail(self._take_queued(), error)
         if self._connecting is not None:
             self._connecting.cancel()
         self._drop(error)

@@ -24,6 +24,7 @@ The multi-key ``delete`` script assumes a single Redis (not Cluster).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -37,7 +38,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
-    NoScriptError,
     RedisError,
     ResponseError,
 )
@@ -64,7 +64,7 @@ from .base import (
     decode_session,
     encode_session_bytes,
 )
-from .redis_pipe import Pipe, pack
+from .redis_pipe import RETRIES, Pipe, pack
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ class RedisStore:
         self._timeout = connect_timeout
         self._save = self._redis.register_script(_SAVE_LUA)
         self._save_sha = self._save.sha.encode()
+        self._load_save = pack((b"SCRIPT", b"LOAD", _SAVE_LUA))  # sent if Redis lacks it
         # the parts of every usual save that never change (see pack_save)
         self._save_head = b"*8\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
@@ -183,15 +184,17 @@ class RedisStore:
 
     async def load(self, key: str) -> tuple[Session | None, int]:
         try:
-            raw = await self._send(pack((b"GET", self.session_key(key))))
+            raw = await self._pipe.send(pack((b"GET", self.session_key(key))))
         except ResponseError as exc:
             raise _wrong_type(key, exc) from None
         if raw is None:
             return None, 0
         return self._unwrap(key, raw)
 
-    async def save(self, key: str, data: Session, expected_version: int,
-                   audit: AuditRecord | None = None) -> int | None:
+    def save(self, key: str, data: Session, expected_version: int,
+             audit: AuditRecord | None = None) -> asyncio.Future[int | None]:
+        """``SessionStore.save``; the future the pipe answers (the reply is decoded as it
+        arrives, see ``_saved``: no coroutine between the caller and the pipe)."""
         check_expected_version(expected_version)
         body = encode_session_bytes(key, data)
         now_ms = self._now_ms()
@@ -205,44 +208,7 @@ class RedisStore:
                 b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
                 self._audit_index(key), expected_version, value, now_ms, self._ttl_ms, member,
                 repr(score)))
-        try:
-            result = await self._send(packed)
-        except ResponseError as exc:
-            raise _wrong_type(key, exc) from None
-        if result == -1:
-            raise CorruptSession(key, BACKEND, "stored value has no readable version")
-        if result == 0:
-            logger.debug("save conflict for %s at expected version %d", key, expected_version)
-            return None
-        return int(result)
-
-    # -- reads and saves travel together, on one pipelined connection ---------------------
-    async def _send(self, packed: bytes) -> Any:
-        """One command (packed as RESP) through the pipe (see ``redis_pipe``)."""
-        try:
-            return await self._pipe.send(packed)
-        except (RedisConnectionError, RedisTimeoutError, NoScriptError) as exc:
-            return await self._again(packed, exc)
-
-    async def _again(self, packed: bytes, exc: Exception) -> Any:
-        """A command that failed, sent again, twice at most, as a client call would be: a
-        dropped connection is retried on a new one (GET is idempotent; a save that did land
-        then reads as a conflict, and the caller re-reads), and a server without the save
-        script (restarted, SCRIPT FLUSH) gets it loaded first."""
-        for tries in range(2):
-            if isinstance(exc, NoScriptError):
-                await self._client().script_load(_SAVE_LUA)
-            elif self._closed:
-                raise exc
-            else:  # the pipe has logged the drop, once
-                logger.debug("Redis connection lost (%s): sending again", _reason(exc))
-            try:
-                return await self._pipe.send(packed)
-            except (RedisConnectionError, RedisTimeoutError, NoScriptError) as again:
-                if tries == 1:
-                    raise
-                exc = again
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._pipe.send(packed, _saved, key, RETRIES, self._load_save)
 
     async def delete(self, key: str) -> None:
         await self._delete(
@@ -379,6 +345,21 @@ def pack_save(head: bytes, key: bytes, expected_version: int, now: bytes, body: 
         b"}\r\n$%d\r\n" % len(now), now, b"\r\n",
         tail,
     ))
+
+
+def _saved(reply: Any, key: str) -> int | None:
+    """The save script's reply, as ``save`` returns it: the new version, or None on a
+    conflict (it raises for an unreadable stored value or an error reply)."""
+    if reply.__class__ is int and reply > 0:
+        return reply
+    if isinstance(reply, ResponseError):
+        raise _wrong_type(key, reply)
+    if reply == 0:
+        logger.debug("save conflict for %s", key)
+        return None
+    if reply == -1:
+        raise CorruptSession(key, BACKEND, "stored value has no readable version")
+    raise StoreError(f"unexpected reply to a save of {key!r} from Redis: {type(reply).__name__}")
 
 
 def _glob_escape(text: str) -> str:

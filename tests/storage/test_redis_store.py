@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -123,12 +124,16 @@ async def test_loads_and_saves_made_at_once_travel_together_each_with_its_own_re
     import asyncio
 
     store = RedisStore(redis_url, prefix=prefix)
+
+    async def save(*args: Any) -> int | None:  # a save made by a patient's own task
+        return await store.save(*args)
+
     await asyncio.gather(*(store.save(f"tg:{i}", {"n": i}, 0) for i in range(50)))
     writes = len(store._pipe.writes)
     # 50 patients answer at once; two of them race on the same session in the same batch
     results = await asyncio.gather(
-        *(store.save(f"tg:{i}", {"n": i + 100}, 1) for i in range(50)),
-        store.save("tg:0", {"n": "loser"}, 1),
+        *(save(f"tg:{i}", {"n": i + 100}, 1) for i in range(50)),
+        save("tg:0", {"n": "loser"}, 1),
         *(store.load(f"tg:{i}") for i in range(50)),
         store.load("tg:none"),
     )
@@ -155,6 +160,59 @@ async def test_saves_survive_a_script_flush_and_a_dropped_connection(
     await store.close()
 
 
+async def test_many_saves_after_a_script_flush_load_the_script_once(
+    redis_url: str, raw: aioredis.Redis, prefix: str
+) -> None:
+    import asyncio
+
+    store = RedisStore(redis_url, prefix=prefix)
+
+    async def save(i: int) -> int | None:  # each patient's save in its own task
+        return await store.save(f"tg:{i}", {"n": i}, 0)
+
+    assert await save(0) == 1
+    await raw.script_flush()
+    await raw.config_resetstat()
+    assert await asyncio.gather(*(save(i) for i in range(1, 41))) == [1] * 40
+    stats = await raw.info("commandstats")
+    loads = stats.get("cmdstat_script|load", stats.get("cmdstat_script", {})).get("calls")
+    assert loads == 1  # all 40 were answered NOSCRIPT, and went again behind one load
+    assert await store.load("tg:40") == ({"n": 40}, 1)
+    await store.close()
+
+
+async def test_saves_on_the_wire_when_the_connection_is_lost_are_sent_again(
+    prefix: str,
+) -> None:
+    import asyncio
+    import signal
+
+    from .redis_server import start_redis_server_or_skip
+
+    server = start_redis_server_or_skip()
+    store = RedisStore(server.url, prefix=prefix, connect_timeout=0.4)
+    try:
+        for i in range(10):
+            assert await store.save(f"tg:{i}", {"n": i}, 0) == 1
+        server.process.send_signal(signal.SIGSTOP)  # nothing is answered...
+        try:
+            saves = [asyncio.ensure_future(store.save(f"tg:{i}", {"n": i + 100}, 1))
+                     for i in range(10)]
+            await asyncio.sleep(0.6)  # ...the connection is given up (0.4 s), a new one tried
+            assert not any(s.done() for s in saves)
+        finally:
+            server.process.send_signal(signal.SIGCONT)  # and the server is back
+        results = await asyncio.wait_for(asyncio.gather(*saves), 10)
+        # each save went again on the new connection: it lands (version 2), or it had landed
+        # from the old connection already and its second send loses the compare-and-set
+        assert all(r in (2, None) for r in results), results
+        for i in range(10):
+            assert await store.load(f"tg:{i}") == ({"n": i + 100}, 2)
+    finally:
+        await store.close()
+        server.stop()
+
+
 async def test_an_error_reply_fails_only_its_own_command(
     redis_url: str, raw: aioredis.Redis, prefix: str
 ) -> None:
@@ -165,7 +223,10 @@ async def test_an_error_reply_fails_only_its_own_command(
     # a list where a session should be
     await raw.lpush(store.session_key("tg:2"), b"x")  # type: ignore[misc]
     writes = len(store._pipe.writes)
-    results = await asyncio.gather(store.load("tg:1"), store.save("tg:2", {"n": 2}, 0),
+    async def save(*args: Any) -> int | None:  # made in its own task, like the loads
+        return await store.save(*args)
+
+    results = await asyncio.gather(store.load("tg:1"), save("tg:2", {"n": 2}, 0),
                                    store.load("tg:1"), return_exceptions=True)
     assert store._pipe.writes[writes:] == [3]  # in one write, and the replies kept in step
     assert results[0] == results[2] == ({"n": 1}, 1)
