@@ -1,7 +1,10 @@
 """Answers per second through engine + session store, against the engine alone, in one run.
 
 Usage: .venv/bin/python bench/bench_sessions.py [--patients N] [--rounds R] [--redis-url URL]
-                                                [--flow FLOW]
+                                                [--flow FLOW] [--loop auto|uvloop|asyncio]
+
+It runs on the event loop the bot runs on (``BOT_EVENT_LOOP``, default ``auto``: uvloop where
+it is installed; ``--loop`` overrides it), and says which.
 
 One answer through a store = ``ConversationService.step``: the session (remembered from the
 last write, or loaded), ``Engine.handle`` the input, compare-and-set save (with the update id
@@ -59,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_store import load_redis_helper  # noqa: E402
 
+from bot import eventloop  # noqa: E402
 from bot.channels.service import ConversationService, StepResult  # noqa: E402
 from bot.engine import Back, Choose, Engine, Input, Start, Text  # noqa: E402
 from bot.flow import load_flow  # noqa: E402
@@ -295,9 +299,10 @@ async def run(patients: int, rounds: int, redis_url: str | None, flow_path: str)
     engine = Engine(flow)
     order = workload(flow, patients)
     load_before = os.getloadavg()
-    print(f"{flow_path}: {patients} patients, {len(order)} answers per round, {rounds} rounds; "
-          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} "
-          f"on {os.cpu_count()} CPUs")
+    print(f"{flow_path}: {patients} patients, {len(order)} answers per round, {rounds} rounds, "
+          f"on the {eventloop.name(asyncio.get_running_loop())} event loop; load average "
+          f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} on {os.cpu_count()} "
+          f"CPUs")
 
     server = None
     if redis_url is None:
@@ -427,8 +432,12 @@ def main() -> None:
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
     parser.add_argument("--flow", default=str(ROOT / "flows" / "back_spasm.yaml"),
                         help="the flow (default: the clinic's; flows/demo.yaml is smaller)")
+    parser.add_argument("--loop", choices=eventloop.CHOICES,
+                        default=os.environ.get("BOT_EVENT_LOOP") or "auto",
+                        help="the event loop, as BOT_EVENT_LOOP (default: the bot's)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.patients, args.rounds, args.redis_url, args.flow)))
+    sys.exit(eventloop.run(run(args.patients, args.rounds, args.redis_url, args.flow),
+                           args.loop))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ The CLI wires the layers together and is imported by nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import logging
@@ -21,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot import eventloop
 from bot.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def cmd_console(args: argparse.Namespace, settings: Settings | None = None) -> i
         finally:
             await store.close()
 
-    asyncio.run(main())
+    eventloop.run(main(), settings.event_loop)
     return 0
 
 

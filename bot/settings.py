@@ -63,6 +63,7 @@ class Settings:
     admin_ids: frozenset[int] = frozenset()
     log_level: str = "INFO"
     pseudonym_key: str = "change-me"
+    event_loop: str = "auto"  # BOT_EVENT_LOOP: auto, uvloop or asyncio (see bot/eventloop.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,6 +76,10 @@ class Settings:
             raise SettingsError(f"ADMIN_IDS={admins!r} should be Telegram user ids separated by "
                                 "commas, like 12345,67890") from None
         health = e.get("HEALTH_PORT", "").strip()
+        event_loop = (e.get("BOT_EVENT_LOOP") or "auto").strip().lower()
+        if event_loop not in ("auto", "uvloop", "asyncio"):
+            raise SettingsError(f"BOT_EVENT_LOOP={e['BOT_EVENT_LOOP']!r} should be auto, uvloop "
+                                "or asyncio")
         return cls(
             token=e.get("TELEGRAM_BOT_TOKEN") or None,
             flow=e.get("BOT_FLOW") or default_flow(),
@@ -94,6 +99,7 @@ class Settings:
             admin_ids=admin_ids,
             log_level=(e.get("LOG_LEVEL") or "INFO").upper(),
             pseudonym_key=e.get("PSEUDONYM_KEY") or (e.get("TELEGRAM_BOT_TOKEN") or "change-me"),
+            event_loop=event_loop,
         )
 
     @property

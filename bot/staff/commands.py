@@ -10,7 +10,6 @@ Each command's function takes the parsed arguments and returns the exit code.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import sys
@@ -20,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot import eventloop
 from bot.flow.loader import check_file
 from bot.flow.model import Flow
 from bot.settings import Settings
@@ -129,7 +129,7 @@ def _read_store(settings: Settings, since: float | None, *, sessions: bool
         return records, live
 
     try:
-        return asyncio.run(main())
+        return eventloop.run(main(), settings.event_loop)
     except StoreError as exc:
         raise UsageError(f"{exc}; set BOT_STORE to the store the bot uses") from None
 

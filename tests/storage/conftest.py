@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,18 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         harness = RedisBackend(request.getfixturevalue("redis_url"), f"test{uuid.uuid4().hex[:8]}:")
     yield harness
     await harness.aclose()
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The Redis store's own tests run on both loops the bot may run on (bot/eventloop.py):
+    its pipe takes over the connection's transport, which is the loop's own code."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop}
+    if getattr(item, "module", None) is not None and \
+            item.module.__name__.endswith("test_redis_store"):  # type: ignore[attr-defined]
+        # (no uvloop on this platform: the bot runs on asyncio's loop here)
+        with contextlib.suppress(ImportError):
+            factories["uvloop"] = importlib.import_module("uvloop").new_event_loop
+    return factories

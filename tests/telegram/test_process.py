@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -168,6 +169,51 @@ async def test_killed_between_answers_resumes_where_the_patient_was(
     log = bp.output()
     assert "Traceback" not in log and " ERROR " not in log, log
     assert log.count("--- start") == 2
+    # BOT_EVENT_LOOP's default: uvloop where it is installed (Linux and macOS)
+    assert log.count(f"running on the {default_loop()} event loop (BOT_EVENT_LOOP=auto)") == 2
+
+
+def default_loop() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+async def test_the_bot_runs_on_the_event_loop_chosen(patient_api: FakeBotAPI, tmp_path: Path,
+                                                     choice: str) -> None:
+    if choice == "uvloop" and not importlib.util.find_spec("uvloop"):
+        pytest.skip("uvloop is not installed on this platform")
+    api = patient_api
+    ann = api.user(2002, "Ann")
+    bp = BotProcess(api, tmp_path / "s.db", tmp_path / "bot.log", free_port())
+    bp.env["BOT_EVENT_LOOP"] = choice
+    await bp.start()
+    try:
+        await ann.send_command("/start")
+        first = await ann.wait_reply(timeout=10)
+        await ann.tap(first, "None of these")
+        second = await ann.wait_reply(timeout=10)
+        assert "Just to be sure" in str(second.text)
+        await api.wait_idle(quiet=0.3, timeout=10)
+    finally:
+        code = await bp.kill(signal.SIGTERM)
+    assert code == 0, bp.output()
+    log = bp.output()
+    assert f"running on the {choice} event loop (BOT_EVENT_LOOP={choice})" in log, log
+    assert "Traceback" not in log and " ERROR " not in log, log
+
+
+async def test_an_unknown_event_loop_setting_exits_with_one_clear_line() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_VARS)}
+    env.update(TELEGRAM_BOT_TOKEN=TOKEN, BOT_EVENT_LOOP="trio", BOT_FLOW=str(DEMO))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bot.py"), cwd=ROOT, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert out == b""
+    assert err.decode().splitlines() == [
+        "configuration error: BOT_EVENT_LOOP='trio' should be auto, uvloop or asyncio"]
 
 
 async def test_webhook_secret_health_and_metrics(patient_api: FakeBotAPI, tmp_path: Path

@@ -32,6 +32,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, BaseUpdateProcessor, ContextTypes, TypeHandler
 
+from bot import eventloop
 from bot.channels.service import ConversationService, StepResult, pseudonym
 from bot.engine import Back, Choose, Engine, Input, Restart, SetLanguage, Start, Text
 from bot.engine.io import Reply
@@ -798,6 +799,8 @@ def run(settings: Settings) -> int:
         except StoreError as exc:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
+        logger.info("running on the %s event loop (BOT_EVENT_LOOP=%s)",
+                    eventloop.name(asyncio.get_running_loop()), settings.event_loop)
         service = ConversationService(engine, store, secret=settings.pseudonym_key,
                                       audit=audit_record)
         handoff = None
@@ -812,4 +815,4 @@ def run(settings: Settings) -> int:
             await store.close()
         return 0
 
-    return asyncio.run(main())
+    return eventloop.run(main(), settings.event_loop)

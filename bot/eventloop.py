@@ -1,0 +1,61 @@
+"""The event loop the bot runs on: uvloop where it is installed, else asyncio's own.
+
+uvloop (libuv, in C) runs the same asyncio code with less of the process's time per callback,
+per wake-up of a waiting task and per socket read or write. That is most of what a session
+store with a server costs per answer: with Redis, measured by ``bench/bench_sessions.py``,
+uvloop takes the store from about 1.1x to about 0.9x the engine's own work per answer.
+
+``BOT_EVENT_LOOP`` chooses: ``auto`` (the default: uvloop if it can be imported, as it is on
+Linux and macOS where the project installs it, else asyncio), ``uvloop`` (start-up stops with
+one line if it is missing) or ``asyncio`` (asyncio's own loop, always there: the way back if
+uvloop ever misbehaves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CHOICES = ("auto", "uvloop", "asyncio")
+
+
+class EventLoopError(RuntimeError):
+    """``BOT_EVENT_LOOP`` asks for a loop this machine cannot give (one line)."""
+
+
+def loop_factory(choice: str = "auto") -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The loop ``choice`` gives here: (its name, a function making a new one)."""
+    if choice not in CHOICES:
+        raise EventLoopError(f"BOT_EVENT_LOOP={choice!r}: expected one of {', '.join(CHOICES)}")
+    if choice != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            if choice == "uvloop":
+                raise EventLoopError("BOT_EVENT_LOOP=uvloop but uvloop is not installed "
+                                     "(pip install uvloop; it exists for Linux and macOS), or "
+                                     "set BOT_EVENT_LOOP=asyncio") from None
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return "uvloop", factory
+    return "asyncio", asyncio.new_event_loop
+
+
+def name(loop: asyncio.AbstractEventLoop) -> str:
+    """``"uvloop"`` or ``"asyncio"``: whose loop ``loop`` is (for the log and the benchmarks)."""
+    return type(loop).__module__.split(".")[0]
+
+
+def run(main: Coroutine[Any, Any, T], choice: str = "auto") -> T:
+    """``asyncio.run(main)`` on the loop ``choice`` gives (see the module's doc)."""
+    try:
+        _, factory = loop_factory(choice)
+    except EventLoopError:
+        main.close()  # never awaited: say nothing more of it
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
