@@ -233,6 +233,10 @@ class NoStore:
         encode_session_bytes(key, data)
         return expected_version + 1
 
+    def save_or_current(self, key: str, data: dict[str, Any], expected_version: int,
+                        audit: Any = None) -> Awaitable[int]:
+        return self.save(key, data, expected_version, audit)  # (never a conflict here)
+
     async def check(self) -> None:
         pass
 

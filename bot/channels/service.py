@@ -7,11 +7,14 @@ updates are kept in the session and written with it, atomically.
 
 The service remembers the last session it wrote for each chat (a bounded, per-process cache)
 and applies the next input to it directly, skipping the read (`StepResult.session` is that
-remembered dict: read it, do not change it). The write is a compare-and-set on the
-remembered version, so if anything else wrote meanwhile (another instance, an expiry, a
-/forget) the write fails and the input is re-applied to a fresh read. Whenever the answer
-would be given without a write (a duplicate update, a stale button), it is given from a fresh
-read, never from the cache. Reads for display (`load`) always go to the store.
+remembered dict: read it, do not change it). A chat it has not written yet is taken to be
+new: nothing stored. The write is a compare-and-set on that version, so if anything else
+wrote meanwhile (another instance, an expiry, a /forget), or the chat was not new after all,
+the write fails, says what is stored (`save_or_current`: on Redis in the same reply, with no
+second round trip), and the input is applied again to that. So a new patient's answer costs
+one round trip to the store, and so does each answer after it. Whenever the answer would be
+given without a write (a duplicate update, a stale button), it is given from a fresh read,
+never from the cache or the guess. Reads for display (`load`) always go to the store.
 """
 
 from __future__ import annotations
@@ -67,10 +70,15 @@ class ConversationService:
         try:
             return await self.store.load(key)
         except CorruptSession:
-            logger.warning("corrupt session %s: starting again", pseudonym(key, self.secret))
-            self._known.pop(key, None)
-            await self.store.delete(key)
-            return {"corrupt": True}, 0
+            return await self._start_over(key)
+
+    async def _start_over(self, key: str) -> tuple[dict[str, Any], int]:
+        """A stored session that cannot be read: deleted, and the conversation starts again
+        (the engine apologises for ``{"corrupt": True}``)."""
+        logger.warning("corrupt session %s: starting again", pseudonym(key, self.secret))
+        self._known.pop(key, None)
+        await self.store.delete(key)
+        return {"corrupt": True}, 0
 
     # -- the remembered copy of each chat's last written session --------------------------
     def _remember(self, key: str, version: int, data: dict[str, Any]) -> None:
@@ -88,46 +96,57 @@ class ConversationService:
 
     async def step(self, key: str, inp: Input, *, update_id: int | None = None,
                    lang: str | None = None) -> StepResult:
-        """Apply one input; retries on a concurrent write."""
+        """Apply one input; on a concurrent write, again to what the store holds then."""
+        data: dict[str, Any] | None
         recalled = self._recall(key)
+        if recalled is not None:
+            data, version = recalled
+        else:  # a chat new to this process: taken to be new (see the module's doc)
+            data, version = None, 0
+        fresh = False  # data was read from the store (not remembered, not guessed)
         for _attempt in range(MAX_TRIES):
-            data: dict[str, Any] | None
-            if recalled is not None:
-                data, version = recalled
-            else:
-                data, version = await self.load(key)
             if data is not None and update_id is not None and update_id in data.get("updates",
                                                                                      ()):
-                if recalled is not None:
-                    recalled = None
-                    continue  # answer a duplicate from what the store holds now
+                if not fresh:  # answer a duplicate from what the store holds now
+                    data, version = await self.load(key)
+                    fresh = True
+                    continue
                 reply = self.engine.view(data, lang)
                 return StepResult(reply, data, version, duplicate=True)
             before_step = data.get("step") if data else None
             new, reply = self.engine.handle(data, inp, lang=lang)
-            if update_id is not None:
-                updates = new.get("updates")
-                new["updates"] = (updates[1 - RECENT_UPDATES:] + [update_id] if updates
-                                  else [update_id])
             if not reply.changed and data is not None and data.get("schema"):
-                if recalled is not None:
-                    recalled = None
-                    continue  # nothing to write: answer from what the store holds now
+                if not fresh:  # nothing to write: answer from what the store holds now
+                    data, version = await self.load(key)
+                    fresh = True
+                    continue
                 return StepResult(reply, data, version)  # nothing to write
+            if update_id is not None:  # (in place: the engine took the old session over)
+                updates = new.get("updates")
+                if updates is None:
+                    new["updates"] = [update_id]
+                else:
+                    updates.append(update_id)
+                    if len(updates) > RECENT_UPDATES:
+                        del updates[:-RECENT_UPDATES]
             finished = None
             record = None
             if reply.outcome is not None and before_step != new.get("step"):
                 finished = reply.outcome
                 record = self._record(key, new, reply.outcome)
-            saved = await self.store.save(key, new, version if data and "corrupt" not in data
-                                          else 0, record)
-            recalled = None
-            if saved is None:
-                self._known.pop(key, None)
-                logger.info("concurrent write on a session: re-reading and re-applying")
+            try:
+                saved = await self.store.save_or_current(
+                    key, new, version if data and "corrupt" not in data else 0, record)
+            except CorruptSession:
+                data, version = await self._start_over(key)
+                fresh = True
                 continue
-            self._remember(key, saved, new)
-            return StepResult(reply, new, saved, False, finished)
+            if isinstance(saved, int):
+                self._remember(key, saved, new)
+                return StepResult(reply, new, saved, False, finished)
+            logger.info("concurrent write on a session: applying the input to what is stored")
+            data, version = saved  # what the store holds now: the input goes again
+            fresh = True
         raise RuntimeError("too many concurrent writes on one session")
 
     async def update_meta(self, key: str, version: int, changes: dict[str, Any],
@@ -137,13 +156,11 @@ class ConversationService:
         `changes` describe the screen written at `version`; when the session has moved on
         since (another update, maybe on another instance), they are stale and only `replied`
         is recorded."""
-        for attempt in range(3):
-            recalled = self._recall(key) if attempt == 0 else None
-            data: dict[str, Any] | None
-            if recalled is not None and recalled[1] == version:
-                data, current = recalled
-            else:
-                data, current = await self.store.load(key)
+        recalled = self._recall(key)
+        stored: tuple[dict[str, Any] | None, int] | None = (
+            recalled if recalled is not None and recalled[1] == version else None)
+        for _attempt in range(3):
+            data, current = stored if stored is not None else await self.store.load(key)
             if data is None:
                 return None
             meta = data.setdefault("meta", {})
@@ -153,14 +170,12 @@ class ConversationService:
                 return None
             if replied is not None:
                 meta["replied"] = (meta.get("replied", []) + [replied])[-RECENT_UPDATES:]
-            saved = await self.store.save(key, data, current)
-            if saved is not None:
+            saved = await self.store.save_or_current(key, data, current)
+            if isinstance(saved, int):
                 self._remember(key, saved, data)
-                if current == version:
-                    return saved
-                return None
-            self._known.pop(key, None)
+                return saved if current == version else None
             version = -1  # someone else wrote: what we describe is no longer current
+            stored = saved
         return None
 
     async def forget(self, key: str) -> None:

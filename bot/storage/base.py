@@ -27,6 +27,7 @@ import orjson
 
 Session = dict[str, Any]
 AuditRecord = dict[str, Any]
+Current = tuple["Session | None", int]  # what a store holds for a key: (session, version)
 Clock = Callable[[], float]
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
@@ -86,6 +87,17 @@ class SessionStore(Protocol):
         """
         ...
 
+    def save_or_current(self, key: str, data: Session, expected_version: int,
+                        audit: AuditRecord | None = None) -> Awaitable[int | Current]:
+        """``save``, but a conflict returns what is stored now, ``(session or None, version)``
+        as ``load`` would, instead of None: the caller re-applies its input to that at once.
+
+        On Redis the failed compare-and-set replies with the stored value, so a conflict
+        costs no second round trip; other backends save, then load (``save_then_load``).
+        A corrupt stored session raises ``CorruptSession``.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the session and every audit record of ``key``."""
         ...
@@ -126,6 +138,17 @@ class SessionStore(Protocol):
     async def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
         ...
+
+
+async def save_then_load(store: SessionStore, key: str, data: Session, expected_version: int,
+                         audit: AuditRecord | None = None) -> int | Current:
+    """``save_or_current`` for a backend whose conflict does not say what is stored: the
+    save, and on a conflict a load (through the store's own methods, so a subclass that
+    wraps them is obeyed)."""
+    saved = await store.save(key, data, expected_version, audit)
+    if saved is not None:
+        return saved
+    return await store.load(key)
 
 
 # --- shared codec -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from .base import (
     AuditRecord,
     Clock,
     CorruptSession,
+    Current,
     Session,
     StoreClosed,
     audit_time,
@@ -29,6 +31,7 @@ from .base import (
     check_expected_version,
     decode_session,
     encode_session,
+    save_then_load,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,6 +109,10 @@ class MemoryStore:
         if audit is not None and audit_text is not None:
             self._data.audit.append((audit_time(audit, now), audit["key"], audit_text))
         return expected_version + 1
+
+    def save_or_current(self, key: str, data: Session, expected_version: int,
+                        audit: AuditRecord | None = None) -> Awaitable[int | Current]:
+        return save_then_load(self, key, data, expected_version, audit)
 
     async def delete(self, key: str) -> None:
         self._ensure_open()

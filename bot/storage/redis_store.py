@@ -54,6 +54,7 @@ from .base import (
     AuditRecord,
     Clock,
     CorruptSession,
+    Current,
     Session,
     StoreClosed,
     StoreConfigError,
@@ -73,8 +74,9 @@ _ID_LEN = 32  # time + random hex in front of each audit member's JSON
 
 # KEYS: session key, and with an audit record its sorted set and this key's audit index
 # set; ARGV: expected version, new value, now (ms), ttl (ms), and the audit member, its score.
-# Returns the new version, 0 on conflict, -1 if the stored value is unreadable. The audit
-# record, if any, is added only with the session: both or neither.
+# Returns the new version; on conflict the stored value (the envelope, live by ``now``) or
+# 0 if there is none; -1 if the stored value is unreadable. The audit record, if any, is
+# added only with the session: both or neither.
 _SAVE_LUA = """
 local cur = redis.call('GET', KEYS[1])
 local expected = tonumber(ARGV[1])
@@ -84,7 +86,10 @@ if cur then
   if not v then return -1 end
   if tonumber(ARGV[3]) - tonumber(t) <= tonumber(ARGV[4]) then version = tonumber(v) end
 end
-if version ~= expected then return 0 end
+if version ~= expected then
+  if version == 0 then return 0 end
+  return cur
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 if ARGV[5] then
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
@@ -160,6 +165,7 @@ class RedisStore:
         self._save = self._redis.register_script(_SAVE_LUA)
         self._save_sha = self._save.sha.encode()
         self._load_save = pack((b"SCRIPT", b"LOAD", _SAVE_LUA))  # sent if Redis lacks it
+        self._current = self._saved_or_current  # (the bound method made once)
         # the parts of every usual save that never change (see pack_save)
         self._save_head = b"*8\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
@@ -193,22 +199,42 @@ class RedisStore:
 
     def save(self, key: str, data: Session, expected_version: int,
              audit: AuditRecord | None = None) -> asyncio.Future[int | None]:
-        """``SessionStore.save``; the future the pipe answers (the reply is decoded as it
+        """``SessionStore.save``: the future the pipe answers (the reply is decoded as it
         arrives, see ``_saved``: no coroutine between the caller and the pipe)."""
+        return self._pipe.send(self._pack_save(key, data, expected_version, audit), _saved,
+                               key, RETRIES, self._load_save)
+
+    def save_or_current(self, key: str, data: Session, expected_version: int,
+                        audit: AuditRecord | None = None) -> asyncio.Future[int | Current]:
+        """``SessionStore.save_or_current``: a conflict's reply is the stored value, so it
+        costs no second round trip."""
+        return self._pipe.send(self._pack_save(key, data, expected_version, audit),
+                               self._current, key, RETRIES, self._load_save)
+
+    def _pack_save(self, key: str, data: Session, expected_version: int,
+                   audit: AuditRecord | None) -> bytes:
         check_expected_version(expected_version)
         body = encode_session_bytes(key, data)
         now_ms = self._now_ms()
         if audit is None:  # the usual save: the session key alone, packed here (see pack_save)
-            packed = pack_save(self._save_head, self.session_key(key).encode(),
-                               expected_version, b"%d" % now_ms, body, self._save_tail)
-        else:
-            value = b'{"v":%d,"t":%d,"data":%b}' % (expected_version + 1, now_ms, body)
-            member, score = self._audit_member(audit)
-            packed = pack((
-                b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
-                self._audit_index(key), expected_version, value, now_ms, self._ttl_ms, member,
-                repr(score)))
-        return self._pipe.send(packed, _saved, key, RETRIES, self._load_save)
+            return pack_save(self._save_head, self.session_key(key).encode(),
+                             expected_version, b"%d" % now_ms, body, self._save_tail)
+        value = b'{"v":%d,"t":%d,"data":%b}' % (expected_version + 1, now_ms, body)
+        member, score = self._audit_member(audit)
+        return pack((
+            b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
+            self._audit_index(key), expected_version, value, now_ms, self._ttl_ms, member,
+            repr(score)))
+
+    def _saved_or_current(self, reply: Any, key: str) -> int | Current:
+        """The save script's reply, as ``save_or_current`` returns it."""
+        if reply.__class__ is int and reply > 0:
+            return reply
+        if reply.__class__ is bytes:
+            logger.debug("save conflict for %s", key)
+            return self._unwrap(key, reply)
+        _saved(reply, key)  # raises for an error reply or an unreadable stored value
+        return None, 0  # a conflict, and nothing stored
 
     async def delete(self, key: str) -> None:
         await self._delete(
@@ -354,7 +380,7 @@ def _saved(reply: Any, key: str) -> int | None:
         return reply
     if isinstance(reply, ResponseError):
         raise _wrong_type(key, reply)
-    if reply == 0:
+    if reply == 0 or reply.__class__ is bytes:  # a conflict (and what is stored, if any)
         logger.debug("save conflict for %s", key)
         return None
     if reply == -1:

@@ -27,7 +27,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from .base import (
     AuditRecord,
     Clock,
     CorruptSession,
+    Current,
     Session,
     StoreClosed,
     StoreConfigError,
@@ -46,6 +47,7 @@ from .base import (
     check_expected_version,
     decode_session,
     encode_session,
+    save_then_load,
 )
 
 logger = logging.getLogger(__name__)
@@ -228,6 +230,10 @@ class SQLiteStore:
                 },
             )
         return bool(cursor.rowcount == 1)
+
+    def save_or_current(self, key: str, data: Session, expected_version: int,
+                        audit: AuditRecord | None = None) -> Awaitable[int | Current]:
+        return save_then_load(self, key, data, expected_version, audit)
 
     async def delete(self, key: str) -> None:
         db = self._db()

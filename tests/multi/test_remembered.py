@@ -70,3 +70,74 @@ async def test_an_expired_or_forgotten_session_is_not_brought_back() -> None:
     await other.forget("tg:2")  # /forget on the other instance
     r = await service.step("tg:2", Choose("red_flags", 0, "n", h), update_id=5)
     assert r.session["history"] == [] and r.version == 1
+
+
+async def redis_calls(url: str) -> dict[str, int]:
+    """Commands Redis has run since its last CONFIG RESETSTAT, by name (those the save
+    script calls included: its GET and SET), without our CONFIG and INFO."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()
+            if not name.startswith(("cmdstat_config", "cmdstat_info"))}
+
+
+async def reset_stats(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.config_resetstat()
+    finally:
+        await client.aclose()
+
+
+async def test_on_redis_every_answer_is_one_round_trip_even_a_new_or_moved_chat(
+        redis_url: str) -> None:
+    """A new patient's first answer reads nothing (the chat is taken to be new), and an
+    instance that is behind learns what is stored from its failed write: no GET anywhere."""
+    from bot.storage.redis_store import RedisStore
+
+    flow = demo()
+    h = flow.hash[:8]
+    stores = [RedisStore(redis_url, prefix="t:"), RedisStore(redis_url, prefix="t:")]
+    a, b = (ConversationService(Engine(flow), s) for s in stores)
+    try:
+        await a.step("tg:0", Start("en"), update_id=100)  # the save script is loaded
+        await reset_stats(redis_url)
+        r = await a.step("tg:1", Start("en"), update_id=1)
+        assert r.version == 1
+        r = await a.step("tg:1", Choose("red_flags", 0, "n", h), update_id=2)
+        assert r.version == 2 and r.session["step"] == "bladder_check"
+        # two saves, each one script: its own GET and SET, and no GET of ours
+        assert await redis_calls(redis_url) == {"evalsha": 2, "get": 2, "set": 2}
+        # b has never seen tg:1: its guess (a new chat) fails and says what is stored
+        r = await b.step("tg:1", Choose("bladder_check", 0, "a", h), update_id=3)
+        assert r.version == 3 and r.session["step"] == "age"
+        assert [e["step"] for e in r.session["history"]] == ["red_flags", "bladder_check"]
+        # a is behind now: the same, one failed write and one that lands
+        r = await a.step("tg:1", Start("en"), update_id=4)
+        assert r.version == 4
+        assert await redis_calls(redis_url) == {"evalsha": 6, "get": 6, "set": 4}
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_restarted_instance_continues_a_conversation_it_does_not_know() -> None:
+    flow = demo()
+    h = flow.hash[:8]
+    store = MemoryStore()
+    before = ConversationService(Engine(flow), store)
+    await before.step("tg:1", Start("en"), update_id=1)
+    await before.step("tg:1", Choose("red_flags", 0, "n", h), update_id=2)
+    after = ConversationService(Engine(flow), MemoryStore(shared_with=store))  # restarted
+    r = await after.step("tg:1", Choose("bladder_check", 0, "a", h), update_id=3)
+    assert r.version == 3 and r.session["step"] == "age"
+    assert [e["step"] for e in r.session["history"]] == ["red_flags", "bladder_check"]
+    again = await after.step("tg:1", Choose("bladder_check", 0, "a", h), update_id=3)
+    assert again.duplicate and again.version == 3  # Telegram redelivered it: nothing changes

@@ -79,6 +79,38 @@ async def test_two_writers_with_the_same_expected_version_exactly_one_wins(
         assert await second.load(KEY) == ({"writer": winner}, expected + 1)
 
 
+async def test_a_conflict_can_say_what_is_stored(backend: Backend) -> None:
+    store = backend.make()
+    assert await store.save_or_current(KEY, {"n": 1}, 5) == (None, 0)  # absent
+    assert await store.save_or_current(KEY, {"n": 1}, 0) == 1
+    assert await store.save_or_current(KEY, {"n": 2}, 0) == ({"n": 1}, 1)  # exists
+    assert await store.save_or_current(KEY, {"n": 2}, 7) == ({"n": 1}, 1)
+    assert await store.save_or_current(KEY, {"n": 2}, 1) == 2
+    assert await store.load(KEY) == ({"n": 2}, 2)
+
+
+async def test_the_loser_of_a_race_gets_the_winners_session(backend: Backend) -> None:
+    first, second = backend.make(), backend.make()
+    await first.save(KEY, {"writer": None}, 0)
+    results = await asyncio.gather(first.save_or_current(KEY, {"writer": "first"}, 1),
+                                   second.save_or_current(KEY, {"writer": "second"}, 1))
+    assert results.count(2) == 1  # exactly one wins
+    winner, lost = ("first", results[1]) if results[0] == 2 else ("second", results[0])
+    assert lost == ({"writer": winner}, 2)
+
+
+async def test_a_conflict_over_an_expired_or_corrupt_session(backend: Backend) -> None:
+    clock = FakeClock()
+    store = backend.make(clock=clock, ttl_seconds=1000)
+    await store.save(KEY, {"old": True}, 0)
+    clock.advance(1001)
+    assert await store.save_or_current(KEY, {"new": True}, 1) == (None, 0)  # gone
+    assert await store.save_or_current(KEY, {"new": True}, 0) == 1
+    await backend.corrupt(KEY, b'{"not json')
+    with pytest.raises(CorruptSession):
+        await store.save_or_current(KEY, {"n": 1}, 9)
+
+
 async def _increment(store: SessionStore, times: int) -> int:
     """Add 1 ``times`` times with re-read-and-retry; return how many conflicts it hit."""
     done = conflicts = 0
