@@ -202,9 +202,11 @@ async def test_the_bot_runs_on_the_event_loop_chosen(patient_api: FakeBotAPI, tm
     assert "Traceback" not in log and " ERROR " not in log, log
 
 
-async def test_an_unknown_event_loop_setting_exits_with_one_clear_line() -> None:
+async def refused_start(**settings: str) -> list[str]:
+    """`python bot.py` with a token and these settings, expected to refuse to start: exit
+    code 2, nothing on stdout; the lines it wrote on stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_VARS)}
-    env.update(TELEGRAM_BOT_TOKEN=TOKEN, BOT_EVENT_LOOP="trio", BOT_FLOW=str(DEMO))
+    env.update(TELEGRAM_BOT_TOKEN=TOKEN, BOT_FLOW=str(DEMO), **settings)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bot.py"), cwd=ROOT, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -212,7 +214,11 @@ async def test_an_unknown_event_loop_setting_exits_with_one_clear_line() -> None
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert out == b""
-    assert err.decode().splitlines() == [
+    return err.decode().splitlines()
+
+
+async def test_an_unknown_event_loop_setting_exits_with_one_clear_line() -> None:
+    assert await refused_start(BOT_EVENT_LOOP="trio") == [
         "configuration error: BOT_EVENT_LOOP='trio' should be auto, uvloop or asyncio"]
 
 
@@ -251,15 +257,6 @@ async def test_webhook_secret_health_and_metrics(patient_api: FakeBotAPI, tmp_pa
 
 
 async def test_unreachable_redis_exits_with_one_clear_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_VARS)}
-    env.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_BASE_URL="http://127.0.0.1:9/bot",
-               BOT_STORE="redis://127.0.0.1:1", BOT_FLOW=str(DEMO))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "bot.py"), cwd=ROOT, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
-    assert out == b""
-    assert err.decode().splitlines() == [
+    assert await refused_start(TELEGRAM_BASE_URL="http://127.0.0.1:9/bot",
+                               BOT_STORE="redis://127.0.0.1:1") == [
         "configuration error: cannot reach Redis at redis://127.0.0.1:1: connection refused"]
