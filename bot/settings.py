@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.eventloop import CHOICES
+
 
 class SettingsError(ValueError):
     """A setting with a value that cannot work; the message is one line for the operator."""
@@ -77,9 +79,9 @@ class Settings:
                                 "commas, like 12345,67890") from None
         health = e.get("HEALTH_PORT", "").strip()
         event_loop = (e.get("BOT_EVENT_LOOP") or "auto").strip().lower()
-        if event_loop not in ("auto", "uvloop", "asyncio"):
-            raise SettingsError(f"BOT_EVENT_LOOP={e['BOT_EVENT_LOOP']!r} should be auto, uvloop "
-                                "or asyncio")
+        if event_loop not in CHOICES:
+            raise SettingsError(f"BOT_EVENT_LOOP={e['BOT_EVENT_LOOP']!r} should be "
+                                f"{', '.join(CHOICES[:-1])} or {CHOICES[-1]}")
         return cls(
             token=e.get("TELEGRAM_BOT_TOKEN") or None,
             flow=e.get("BOT_FLOW") or default_flow(),

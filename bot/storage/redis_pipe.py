@@ -180,15 +180,10 @@ class Pipe:
         and ``reload``."""
         if self._closed:
             raise self._closed_error()
-        if self._flush_soon:  # not the first of its batch: the loop is the one asked below
-            future: asyncio.Future[Any] = self._batch_loop.create_future()
-            self._queued.append((future, packed, decode, arg, tries, reload))
-            return future
-        loop = self._batch_loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        if not self._flush_soon:  # the first of its batch asks for the running loop
+            self._flush_later()
+        future: asyncio.Future[Any] = self._batch_loop.create_future()
         self._queued.append((future, packed, decode, arg, tries, reload))
-        self._flush_soon = True
-        loop.call_soon(self._flush)
         return future
 
     def _flush_later(self) -> None:

@@ -165,7 +165,6 @@ class RedisStore:
         self._save = self._redis.register_script(_SAVE_LUA)
         self._save_sha = self._save.sha.encode()
         self._load_save = pack((b"SCRIPT", b"LOAD", _SAVE_LUA))  # sent if Redis lacks it
-        self._current = self._saved_or_current  # (the bound method made once)
         # the parts of every usual save that never change (see pack_save)
         self._save_head = b"*8\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
@@ -209,7 +208,7 @@ class RedisStore:
         """``SessionStore.save_or_current``: a conflict's reply is the stored value, so it
         costs no second round trip."""
         return self._pipe.send(self._pack_save(key, data, expected_version, audit),
-                               self._current, key, RETRIES, self._load_save)
+                               self._saved_or_current, key, RETRIES, self._load_save)
 
     def _pack_save(self, key: str, data: Session, expected_version: int,
                    audit: AuditRecord | None) -> bytes:
@@ -228,13 +227,11 @@ class RedisStore:
 
     def _saved_or_current(self, reply: Any, key: str) -> int | Current:
         """The save script's reply, as ``save_or_current`` returns it."""
-        if reply.__class__ is int and reply > 0:
-            return reply
-        if reply.__class__ is bytes:
+        if reply.__class__ is bytes:  # a conflict, and what is stored
             logger.debug("save conflict for %s", key)
             return self._unwrap(key, reply)
-        _saved(reply, key)  # raises for an error reply or an unreadable stored value
-        return None, 0  # a conflict, and nothing stored
+        saved = _saved(reply, key)
+        return (None, 0) if saved is None else saved  # (None, 0): a conflict, nothing stored
 
     async def delete(self, key: str) -> None:
         await self._delete(
