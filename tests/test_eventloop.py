@@ -58,3 +58,15 @@ def test_the_setting_is_read_and_checked() -> None:
     with pytest.raises(SettingsError, match=r"^BOT_EVENT_LOOP='trio' should be auto, uvloop "
                        r"or asyncio$"):
         Settings.from_env({"BOT_EVENT_LOOP": "trio"})
+
+
+def test_the_collector_runs_less_often_while_the_bot_runs_and_as_before_after() -> None:
+    import gc
+
+    async def threshold() -> tuple[int, ...]:
+        return gc.get_threshold()
+
+    before = gc.get_threshold()
+    assert before != eventloop.GC_THRESHOLD
+    assert eventloop.run(threshold()) == eventloop.GC_THRESHOLD
+    assert gc.get_threshold() == before

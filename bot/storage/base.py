@@ -78,7 +78,9 @@ class SessionStore(Protocol):
         """Write if the stored version equals ``expected_version``; return the new version.
 
         Awaited for its result (a coroutine, or a future the backend answers: the Redis
-        store's saves are futures, see ``redis_store.save``).
+        store's saves are futures, see ``redis_store.save``). The store may read ``data``
+        until then (Redis encodes the saves made at once together, just before they are
+        sent): change it only after the save is done.
 
         ``expected_version`` 0 means "must not exist". Returns ``expected_version + 1`` on
         success and ``None`` on conflict. Each save restarts the inactivity TTL. ``audit``
@@ -181,7 +183,12 @@ def encode_session_bytes(key: str, data: Session) -> bytes:
     try:
         return orjson.dumps(data)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-        raise TypeError(f"session {key!r} is not JSON-serialisable: {exc}") from None
+        raise not_json(key, exc) from None
+
+
+def not_json(key: str, exc: TypeError) -> TypeError:
+    """The error for a session that cannot be written as JSON (``exc``: orjson's)."""
+    return TypeError(f"session {key!r} is not JSON-serialisable: {exc}")
 
 
 def decode_session(key: str, backend: str, raw: str | bytes) -> Session:

@@ -8,6 +8,11 @@ timer per reply). Here:
 
 - a command is packed (RESP) and queued with a future; everything queued while the event
   loop runs its ready callbacks goes out in one socket write at the end of that pass;
+- a command may also be queued unpacked, as an item for the pipe's ``packer``, which packs
+  all such items of a batch at once, just before the write: the patients' tasks each run
+  their engine step and queue their save, then one loop packs every save of the batch (in
+  the bench, 0.5-1 µs less per answer than packing in each task, for the same work: the
+  packing code and the engine's each stay in the CPU's caches while they run);
 - commands are written without waiting for earlier replies (pipelining: Redis works on one
   batch while this process prepares the next), and replies are matched to futures in order,
   by hiredis, straight from each chunk the socket returns;
@@ -61,9 +66,11 @@ logger = logging.getLogger(__name__)
 RETRIES = 2  # a command is sent again this many times on a new connection, at most
 
 Decode: TypeAlias = Callable[[Any, Any], Any]
-# one command: (its future, or None if nobody waits; RESP bytes; decode; decode's arg;
-# sends left after this one; the SCRIPT LOAD that its NOSCRIPT answer calls for, or None)
-Command: TypeAlias = tuple["asyncio.Future[Any] | None", bytes, "Decode | None", Any, int,
+Packer: TypeAlias = Callable[[list[Any]], list["bytes | Exception"]]
+# one command: (its future, or None if nobody waits; RESP bytes, or an item for the packer;
+# decode; decode's arg; sends left after this one; the SCRIPT LOAD that its NOSCRIPT answer
+# calls for, or None)
+Command: TypeAlias = tuple["asyncio.Future[Any] | None", Any, "Decode | None", Any, int,
                            "bytes | None"]
 
 
@@ -151,9 +158,12 @@ class Pipe:
     """Many commands in flight on one connection taken from ``pool``."""
 
     def __init__(self, pool: ConnectionPool, timeout: float,
-                 closed: Callable[[], Exception]) -> None:
-        """``closed()`` makes the error ``send`` raises once ``close`` has been called."""
+                 closed: Callable[[], Exception], packer: Packer | None = None) -> None:
+        """``closed()`` makes the error ``send`` raises once ``close`` has been called.
+        ``packer(items)`` packs the items of the commands sent unpacked (see ``send``), in
+        order: for each, its RESP bytes, or the exception that fails that command alone."""
         self._pool = pool
+        self._packer = packer
         self._timeout = timeout
         self._closed_error = closed
         self._conn: AbstractConnection | None = None
@@ -171,9 +181,11 @@ class Pipe:
         self._disposing: set[asyncio.Task[None]] = set()
         self.writes: list[int] = []  # commands per socket write (the last 100-200; for tests)
 
-    def send(self, packed: bytes, decode: Decode | None = None, arg: Any = None,
+    def send(self, packed: Any, decode: Decode | None = None, arg: Any = None,
              tries: int = RETRIES, reload: bytes | None = None) -> asyncio.Future[Any]:
-        """Queue one command, packed as RESP (``pack``; exactly one command: one reply).
+        """Queue one command, packed as RESP (``pack``; exactly one command: one reply), or
+        as anything but bytes: an item the ``packer`` packs when the batch is written (the
+        caller must not change what the item refers to until the future is done).
 
         Its future gets the reply, or ``decode(reply, arg)`` (error replies included: decode
         raises what the caller should see), or the error. See the module's doc for ``tries``
@@ -225,6 +237,10 @@ class Pipe:
                     self._connect(), name="redis connect")
             return  # sent once connected
         commands, self._queued = self._queued, []
+        if self._packer is not None:
+            commands = self._pack(commands)
+            if not commands:
+                return
         if not self._inflight:
             self._progress = self._loop_time()
         self._inflight.extend(commands)
@@ -234,6 +250,28 @@ class Pipe:
         wire.transport.write(b"".join([c[1] for c in commands]))
         if self._watch is None:
             self._watch = asyncio.get_running_loop().call_later(self._timeout, self._check)
+
+    def _pack(self, commands: list[Command]) -> list[Command]:
+        """``commands`` with the items sent unpacked packed by the packer, all at once; a
+        command whose item cannot be packed fails alone, and is left out."""
+        items = [c[1] for c in commands if c[1].__class__ is not bytes]
+        if not items:
+            return commands
+        try:
+            packed = self._packer(items)  # type: ignore[misc]
+        except Exception as exc:  # a packer's bug: fail what it should have packed
+            packed = [exc] * len(items)
+        done = iter(packed)
+        out: list[Command] = []
+        for command in commands:
+            if command[1].__class__ is not bytes:
+                resp = next(done)
+                if resp.__class__ is not bytes:
+                    self._fail([command], cast(Exception, resp))
+                    continue
+                command = (command[0], resp, command[2], command[3], command[4], command[5])
+            out.append(command)
+        return out
 
     async def _connect(self) -> None:
         conn: AbstractConnection | None = None

@@ -33,6 +33,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -64,6 +65,7 @@ from .base import (
     check_expected_version,
     decode_session,
     encode_session_bytes,
+    not_json,
 )
 from .redis_pipe import RETRIES, Pipe, pack
 
@@ -73,27 +75,30 @@ BACKEND = "Redis"
 _ID_LEN = 32  # time + random hex in front of each audit member's JSON
 
 # KEYS: session key, and with an audit record its sorted set and this key's audit index
-# set; ARGV: expected version, new value, now (ms), ttl (ms), and the audit member, its score.
-# Returns the new version; on conflict the stored value (the envelope, live by ``now``) or
-# 0 if there is none; -1 if the stored value is unreadable. The audit record, if any, is
-# added only with the session: both or neither.
+# set; ARGV: the new value (the envelope: its "v" is the expected version + 1, its "t" now,
+# in ms), the ttl (ms), and the audit member, its score. Returns the new version; on
+# conflict the stored value (the envelope, live by now) or 0 if there is none; -1 if the
+# stored value is unreadable. The audit record, if any, is added only with the session:
+# both or neither.
 _SAVE_LUA = """
+local new, now = string.match(ARGV[1], '^{"v":(%d+),"t":(%-?%d+),')
+if not new then return redis.error_reply('ERR the new value is not a session envelope') end
+local expected = tonumber(new) - 1
 local cur = redis.call('GET', KEYS[1])
-local expected = tonumber(ARGV[1])
 local version = 0
 if cur then
   local v, t = string.match(cur, '^{"v":(%d+),"t":(%-?%d+),')
   if not v then return -1 end
-  if tonumber(ARGV[3]) - tonumber(t) <= tonumber(ARGV[4]) then version = tonumber(v) end
+  if tonumber(now) - tonumber(t) <= tonumber(ARGV[2]) then version = tonumber(v) end
 end
 if version ~= expected then
   if version == 0 then return 0 end
   return cur
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-if ARGV[5] then
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
-  redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[3])
 end
 return expected + 1
 """
@@ -165,15 +170,16 @@ class RedisStore:
         self._save = self._redis.register_script(_SAVE_LUA)
         self._save_sha = self._save.sha.encode()
         self._load_save = pack((b"SCRIPT", b"LOAD", _SAVE_LUA))  # sent if Redis lacks it
-        # the parts of every usual save that never change (see pack_save)
-        self._save_head = b"*8\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
+        # the parts of every usual save that never change (see _pack_saves)
+        self._save_head = b"*6\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
         self._save_tail = b"$%d\r\n%d\r\n" % (len(b"%d" % self._ttl_ms), self._ttl_ms)
+        self._key_head = self.session_key("")
         self._delete = self._redis.register_script(_DELETE_LUA)
         self._audit_key = f"{prefix}audit"
         self._closed = False
         self._pipe = Pipe(self._batches.connection_pool, connect_timeout, lambda: StoreClosed(
-            f"the Redis session store at {self.address} is closed"))
+            f"the Redis session store at {self.address} is closed"), self._pack_saves)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.address!r}, prefix={self.prefix!r})"
@@ -200,33 +206,62 @@ class RedisStore:
              audit: AuditRecord | None = None) -> asyncio.Future[int | None]:
         """``SessionStore.save``: the future the pipe answers (the reply is decoded as it
         arrives, see ``_saved``: no coroutine between the caller and the pipe)."""
-        return self._pipe.send(self._pack_save(key, data, expected_version, audit), _saved,
+        return self._pipe.send(self._save_command(key, data, expected_version, audit), _saved,
                                key, RETRIES, self._load_save)
 
     def save_or_current(self, key: str, data: Session, expected_version: int,
                         audit: AuditRecord | None = None) -> asyncio.Future[int | Current]:
         """``SessionStore.save_or_current``: a conflict's reply is the stored value, so it
         costs no second round trip."""
-        return self._pipe.send(self._pack_save(key, data, expected_version, audit),
+        return self._pipe.send(self._save_command(key, data, expected_version, audit),
                                self._saved_or_current, key, RETRIES, self._load_save)
 
-    def _pack_save(self, key: str, data: Session, expected_version: int,
-                   audit: AuditRecord | None) -> bytes:
+    def _save_command(self, key: str, data: Session, expected_version: int,
+                      audit: AuditRecord | None) -> Any:
+        """What the pipe sends for a save: the usual save (no audit record) as an item that
+        ``_pack_saves`` packs with the rest of its batch; a save with an audit record packed
+        now. Bad arguments raise here, as the other backends raise them."""
         check_expected_version(expected_version)
-        body = encode_session_bytes(key, data)
-        now_ms = self._now_ms()
-        if audit is None:  # the usual save: the session key alone, packed here (see pack_save)
-            return pack_save(self._save_head, self.session_key(key).encode(),
-                             expected_version, b"%d" % now_ms, body, self._save_tail)
-        value = b'{"v":%d,"t":%d,"data":%b}' % (expected_version + 1, now_ms, body)
+        if not isinstance(data, dict):
+            encode_session_bytes(key, data)  # raises the TypeError every backend raises
+        if audit is None:
+            return key, data, expected_version
         member, score = self._audit_member(audit)
-        return pack((
-            b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
-            self._audit_index(key), expected_version, value, now_ms, self._ttl_ms, member,
-            repr(score)))
+        value = self._envelope(key, data, expected_version + 1, self._now_ms())
+        return pack((b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
+                     self._audit_index(key), value, self._ttl_ms, member, repr(score)))
+
+    @staticmethod
+    def _envelope(key: str, data: Session, version: int, now_ms: int) -> bytes:
+        """The stored value, ``{"v":version,"t":now_ms,"data":{...}}``."""
+        try:
+            return orjson.dumps({"v": version, "t": now_ms, "data": data})
+        except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+            raise not_json(key, exc) from None
+
+    def _pack_saves(self, items: list[tuple[str, Session, int]]) -> list[bytes | Exception]:
+        """The usual saves of one batch (``_save_command``), packed as RESP, ``EVALSHA sha 1
+        key value ttl``, with one clock reading for them all; a session that cannot be
+        encoded gets its TypeError instead (its save alone fails)."""
+        now = self._now_ms()
+        head, tail, key_head, dumps = self._save_head, self._save_tail, self._key_head, \
+            orjson.dumps
+        out: list[bytes | Exception] = []
+        for key, data, expected in items:
+            try:
+                value = dumps({"v": expected + 1, "t": now, "data": data})
+            except TypeError as exc:
+                out.append(not_json(key, exc))
+                continue
+            name = (key_head + key).encode()
+            out.append(b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (head, len(name), name, len(value),
+                                                             value, tail))
+        return out
 
     def _saved_or_current(self, reply: Any, key: str) -> int | Current:
         """The save script's reply, as ``save_or_current`` returns it."""
+        if reply.__class__ is int and reply > 0:  # saved: the new version
+            return reply
         if reply.__class__ is bytes:  # a conflict, and what is stored
             logger.debug("save conflict for %s", key)
             return self._unwrap(key, reply)
@@ -345,29 +380,6 @@ class RedisStore:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
-
-
-def pack_save(head: bytes, key: bytes, expected_version: int, now: bytes, body: bytes,
-              tail: bytes) -> bytes:
-    """The usual save (``EVALSHA sha 1 key expected value now ttl``) as RESP, with the
-    session's envelope ``{"v":N,"t":now,"data":body}`` written straight into it.
-
-    ``head`` is everything up to the key (``*8``, ``EVALSHA``, the sha, ``1``), ``tail`` the
-    TTL argument: both are the same for every save of a store. The same bytes as
-    ``hiredis.pack_command`` makes of those arguments (a test holds them to it), in about
-    two thirds of the time (2.7 µs against 4.2 µs for a 900-byte session): the envelope is
-    not formatted first, a copy of the session fewer."""
-    old = b"%d" % expected_version
-    new = b"%d" % (expected_version + 1)
-    return b"".join((
-        head,
-        b"$%d\r\n" % len(key), key,
-        b"\r\n$%d\r\n" % len(old), old,
-        b"\r\n$%d\r\n" % (19 + len(new) + len(now) + len(body)),  # 19: {"v":,"t":,"data":}
-        b'{"v":', new, b',"t":', now, b',"data":', body,
-        b"}\r\n$%d\r\n" % len(now), now, b"\r\n",
-        tail,
-    ))
 
 
 def _saved(reply: Any, key: str) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -84,18 +86,38 @@ async def test_save_over_an_unreadable_value_raises_corrupt_session(
 
 
 @pytest.mark.parametrize("expected", [0, 9, 10, 99, 123456789012])
-@pytest.mark.parametrize("body", [b"{}", b'{"t":"\xc3\xb1\r\n$3\r\n"}', b'{"x":"' + b"y" * 5000 + b'"}'])
-def test_the_usual_save_is_packed_exactly_as_hiredis_packs_it(expected: int, body: bytes) -> None:
+@pytest.mark.parametrize("data", [{}, {"t": "ñ\r\n$3\r\n"}, {"x": "y" * 5000}])
+def test_the_usual_save_is_packed_exactly_as_hiredis_packs_it(expected: int,
+                                                               data: dict[str, Any]) -> None:
     from bot.storage.redis_pipe import pack
-    from bot.storage.redis_store import pack_save
 
-    store = RedisStore("redis://localhost:1/0", prefix="pré:", ttl_seconds=7)
-    for key, now in (("tg:1", 1795630693538), ("tg:ñ-12345678901234", 5), ("", 0)):
-        value = b'{"v":%d,"t":%d,"data":%b}' % (expected + 1, now, body)
-        assert pack_save(store._save_head, store.session_key(key).encode(), expected,
-                         b"%d" % now, body, store._save_tail) == pack((
-                             b"EVALSHA", store._save_sha, b"1", store.session_key(key),
-                             expected, value, now, 7000))
+    for now in (1795630693.538, 0.005, 0.0):
+        store = RedisStore("redis://localhost:1/0", prefix="pré:", ttl_seconds=7,
+                           clock=lambda now=now: now)  # type: ignore[misc]
+        keys = ["tg:1", "tg:ñ-12345678901234", ""]
+        packed = store._pack_saves([(key, data, expected) for key in keys])
+        for key, resp in zip(keys, packed, strict=True):
+            value = b'{"v":%d,"t":%d,"data":%b}' % (expected + 1, int(now * 1000),
+                                                    json.dumps(data, separators=(",", ":"),
+                                                               ensure_ascii=False).encode())
+            assert resp == pack((b"EVALSHA", store._save_sha, b"1", store.session_key(key),
+                                 value, 7000))
+
+
+async def test_a_session_that_is_not_json_fails_its_own_save_alone(
+    redis_url: str, raw: aioredis.Redis, prefix: str
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    results = await asyncio.gather(store.save("tg:1", {"n": 1}, 0),
+                                   store.save("tg:2", {"n": {1, 2}}, 0),
+                                   store.save("tg:3", {"n": 3}, 0), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 1
+    assert isinstance(results[1], TypeError)
+    assert str(results[1]).startswith("session 'tg:2' is not JSON-serialisable: ")
+    assert store._pipe.writes[-1] == 2  # packed with the others, and left out of the write
+    assert await raw.get(f"{prefix}s:tg:2") is None
+    assert await store.load("tg:3") == ({"n": 3}, 1)
+    await store.close()
 
 
 def test_redacted_url_drops_credentials_and_options() -> None:
@@ -121,7 +143,6 @@ async def test_a_key_of_the_wrong_type_is_a_corrupt_session(
 async def test_loads_and_saves_made_at_once_travel_together_each_with_its_own_result(
     redis_url: str, raw: aioredis.Redis, prefix: str
 ) -> None:
-    import asyncio
 
     store = RedisStore(redis_url, prefix=prefix)
 
@@ -163,7 +184,6 @@ async def test_saves_survive_a_script_flush_and_a_dropped_connection(
 async def test_many_saves_after_a_script_flush_load_the_script_once(
     redis_url: str, raw: aioredis.Redis, prefix: str
 ) -> None:
-    import asyncio
 
     store = RedisStore(redis_url, prefix=prefix)
 
@@ -184,7 +204,6 @@ async def test_many_saves_after_a_script_flush_load_the_script_once(
 async def test_saves_on_the_wire_when_the_connection_is_lost_are_sent_again(
     prefix: str,
 ) -> None:
-    import asyncio
     import signal
 
     from .redis_server import start_redis_server_or_skip
@@ -216,7 +235,6 @@ async def test_saves_on_the_wire_when_the_connection_is_lost_are_sent_again(
 async def test_an_error_reply_fails_only_its_own_command(
     redis_url: str, raw: aioredis.Redis, prefix: str
 ) -> None:
-    import asyncio
 
     store = RedisStore(redis_url, prefix=prefix)
     await store.save("tg:1", {"n": 1}, 0)
@@ -237,7 +255,6 @@ async def test_an_error_reply_fails_only_its_own_command(
 async def test_a_caller_that_gives_up_does_not_shift_the_replies_of_others(
     redis_url: str, prefix: str
 ) -> None:
-    import asyncio
 
     store = RedisStore(redis_url, prefix=prefix)
     for i in range(3):
@@ -254,7 +271,6 @@ async def test_a_caller_that_gives_up_does_not_shift_the_replies_of_others(
 async def test_a_server_that_stops_answering_times_out_and_the_store_recovers(
     prefix: str,
 ) -> None:
-    import asyncio
     import signal
     import time
 
@@ -284,7 +300,6 @@ async def test_a_server_that_stops_answering_times_out_and_the_store_recovers(
 async def test_a_redis_restart_fails_what_it_cuts_off_and_the_store_carries_on(
     prefix: str,
 ) -> None:
-    import asyncio
     import contextlib
 
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -320,7 +335,6 @@ async def test_a_redis_restart_fails_what_it_cuts_off_and_the_store_carries_on(
 async def test_closing_fails_what_still_waits_and_refuses_more(
     redis_url: str, prefix: str
 ) -> None:
-    import asyncio
 
     from bot.storage.base import StoreClosed
 
