@@ -68,7 +68,7 @@ from bot.engine import Back, Choose, Engine, Input, Start, Text  # noqa: E402
 from bot.flow import load_flow  # noqa: E402
 from bot.flow.model import Flow  # noqa: E402
 from bot.storage import SessionStore  # noqa: E402
-from bot.storage.base import encode_session_bytes  # noqa: E402
+from bot.storage.base import encode_session_bytes, save_then_via  # noqa: E402
 from bot.storage.memory import MemoryStore  # noqa: E402
 from bot.storage.sqlite import SQLiteStore  # noqa: E402
 
@@ -237,6 +237,10 @@ class NoStore:
                         audit: Any = None) -> Awaitable[int]:
         return self.save(key, data, expected_version, audit)  # (never a conflict here)
 
+    def save_then(self, key: str, data: dict[str, Any], expected_version: int, audit: Any,
+                  then: Callable[[Any, Any], Any], arg: Any) -> Awaitable[Any]:
+        return save_then_via(self, key, data, expected_version, audit, then, arg)
+
     async def check(self) -> None:
         pass
 
@@ -247,25 +251,27 @@ class NoStore:
 class NoStoreAwaited(NoStore):
     """The same, with one wait for an answer per save (any store with a server has one),
     answered the way the Redis pipe answers: the saves made in one pass of the event loop
-    are answered together by one callback in the next (as replies arriving in one chunk)."""
+    are answered together by one callback in the next (as replies arriving in one chunk),
+    which hands each outcome to the service's ``then`` (``SessionStore.save_then``)."""
 
     def __init__(self) -> None:
-        self.waiting: list[tuple[asyncio.Future[int], int]] = []
+        self.waiting: list[tuple[asyncio.Future[Any], int, Callable[[Any, Any], Any],
+                                 Any]] = []
 
-    async def save(self, key: str, data: dict[str, Any], expected_version: int,
-                   audit: Any = None) -> int:
+    def save_then(self, key: str, data: dict[str, Any], expected_version: int, audit: Any,
+                  then: Callable[[Any, Any], Any], arg: Any) -> Awaitable[Any]:
         encode_session_bytes(key, data)
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[int] = loop.create_future()
+        answer: asyncio.Future[Any] = loop.create_future()
         if not self.waiting:
             loop.call_soon(self.answer_all)
-        self.waiting.append((answer, expected_version + 1))
-        return await answer
+        self.waiting.append((answer, expected_version + 1, then, arg))
+        return answer
 
     def answer_all(self) -> None:
         waiting, self.waiting = self.waiting, []
-        for answer, version in waiting:
-            answer.set_result(version)
+        for answer, version, then, arg in waiting:
+            answer.set_result(then(version, arg))  # (never a conflict here: never a Later)
 
 
 async def session_bytes(store: SessionStore, keys: list[str]) -> int | None:

@@ -23,13 +23,14 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bot.engine import Engine, Input, Reply
 from bot.engine.io import OutcomeView
 from bot.storage import SessionStore
-from bot.storage.base import CorruptSession, check_audit_record
+from bot.storage.base import CorruptSession, Current, Later, check_audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ class StepResult:
     version: int
     duplicate: bool = False
     finished: OutcomeView | None = None  # set when this input reached an outcome
+
+
+def _as_is(outcome: Any, arg: Any) -> Any:
+    """A ``save_then`` callback giving what ``save_or_current`` would (the same path through
+    the store as every step's save)."""
+    if isinstance(outcome, CorruptSession):
+        raise outcome
+    return outcome
 
 
 def pseudonym(key: str, secret: str) -> str:
@@ -94,60 +103,81 @@ class ConversationService:
         """Take the remembered session out (whoever recalls it may change it)."""
         return self._known.pop(key, None)
 
-    async def step(self, key: str, inp: Input, *, update_id: int | None = None,
-                   lang: str | None = None) -> StepResult:
-        """Apply one input; on a concurrent write, again to what the store holds then."""
-        data: dict[str, Any] | None
-        recalled = self._recall(key)
-        if recalled is not None:
-            data, version = recalled
-        else:  # a chat new to this process: taken to be new (see the module's doc)
-            data, version = None, 0
-        fresh = False  # data was read from the store (not remembered, not guessed)
-        for _attempt in range(MAX_TRIES):
-            if data is not None and update_id is not None and update_id in data.get("updates",
-                                                                                     ()):
-                if not fresh:  # answer a duplicate from what the store holds now
-                    data, version = await self.load(key)
-                    fresh = True
-                    continue
-                reply = self.engine.view(data, lang)
-                return StepResult(reply, data, version, duplicate=True)
-            before_step = data.get("step") if data else None
-            new, reply = self.engine.handle(data, inp, lang=lang)
-            if not reply.changed and data is not None and data.get("schema"):
-                if not fresh:  # nothing to write: answer from what the store holds now
-                    data, version = await self.load(key)
-                    fresh = True
-                    continue
-                return StepResult(reply, data, version)  # nothing to write
-            if update_id is not None:  # (in place: the engine took the old session over)
-                updates = new.get("updates")
-                if updates is None:
-                    new["updates"] = [update_id]
-                else:
-                    updates.append(update_id)
-                    if len(updates) > RECENT_UPDATES:
-                        del updates[:-RECENT_UPDATES]
-            finished = None
-            record = None
-            if reply.outcome is not None and before_step != new.get("step"):
-                finished = reply.outcome
-                record = self._record(key, new, reply.outcome)
-            try:
-                saved = await self.store.save_or_current(
-                    key, new, version if data and "corrupt" not in data else 0, record)
-            except CorruptSession:
-                data, version = await self._start_over(key)
-                fresh = True
-                continue
-            if isinstance(saved, int):
-                self._remember(key, saved, new)
-                return StepResult(reply, new, saved, False, finished)
+    def step(self, key: str, inp: Input, *, update_id: int | None = None,
+             lang: str | None = None) -> Awaitable[StepResult]:
+        """Apply one input; on a concurrent write, again to what the store holds then.
+
+        Returns what to await for the result. On the usual path (an input that changes the
+        conversation) that is the store's own save, whose outcome the store hands to
+        ``_saved`` as soon as it is known (on Redis, as the reply is read): no coroutine of
+        the service's sits between the caller and the store (in the bench, about 1 µs less
+        per answer). Whatever needs a read first goes through ``_slow``."""
+        recalled = self._known.pop(key, None)
+        if recalled is None:  # a chat new to this process: taken to be new (see the module's doc)
+            return self._try(key, inp, update_id, lang, None, 0, False, MAX_TRIES)
+        return self._try(key, inp, update_id, lang, recalled[0], recalled[1], False,
+                         MAX_TRIES)
+
+    def _try(self, key: str, inp: Input, update_id: int | None, lang: str | None,
+             data: dict[str, Any] | None, version: int, fresh: bool,
+             tries: int) -> Any:
+        """One try at applying the input to ``data`` (read from the store if ``fresh``, else
+        remembered or guessed): the save to await, ``_slow`` to await when the answer must
+        come from what the store holds now, or (only if ``fresh``) the ``StepResult``."""
+        if tries <= 0:
+            raise RuntimeError("too many concurrent writes on one session")
+        if data is not None and update_id is not None and update_id in data.get("updates", ()):
+            if not fresh:  # answer a duplicate from what the store holds now
+                return self._slow(key, inp, update_id, lang, tries - 1, None)
+            return StepResult(self.engine.view(data, lang), data, version, duplicate=True)
+        before_step = data.get("step") if data else None
+        new, reply = self.engine.handle(data, inp, lang=lang)
+        if not reply.changed and data is not None and data.get("schema"):
+            if not fresh:  # nothing to write: answer from what the store holds now
+                return self._slow(key, inp, update_id, lang, tries - 1, None)
+            return StepResult(reply, data, version)  # nothing to write
+        if update_id is not None:  # (in place: the engine took the old session over)
+            updates = new.get("updates")
+            if updates is None:
+                new["updates"] = [update_id]
+            else:
+                updates.append(update_id)
+                if len(updates) > RECENT_UPDATES:
+                    del updates[:-RECENT_UPDATES]
+        finished = None
+        record = None
+        if reply.outcome is not None and before_step != new.get("step"):
+            finished = reply.outcome
+            record = self._record(key, new, reply.outcome)
+        return self.store.save_then(
+            key, new, version if data and "corrupt" not in data else 0, record, self._saved,
+            (key, inp, update_id, lang, new, reply, finished, tries - 1))
+
+    def _saved(self, outcome: Any, attempt: tuple[Any, ...]) -> StepResult | Later:
+        """A save's outcome (``SessionStore.save_then``): the result, or, when the session
+        was not written, the input applied again to what is stored (``_slow``)."""
+        key, inp, update_id, lang, new, reply, finished, tries = attempt
+        if outcome.__class__ is int:
+            self._remember(key, outcome, new)
+            return StepResult(reply, new, outcome, False, finished)
+        if not isinstance(outcome, CorruptSession):
             logger.info("concurrent write on a session: applying the input to what is stored")
-            data, version = saved  # what the store holds now: the input goes again
-            fresh = True
-        raise RuntimeError("too many concurrent writes on one session")
+        return Later(self._slow(key, inp, update_id, lang, tries, outcome))
+
+    async def _slow(self, key: str, inp: Input, update_id: int | None, lang: str | None,
+                    tries: int, stored: Current | CorruptSession | None) -> StepResult:
+        """The input applied to what the store holds now: ``stored`` (a failed save's
+        reply), or read here (``None``); a corrupt session starts over."""
+        if stored is None:
+            data, version = await self.load(key)
+        elif isinstance(stored, CorruptSession):
+            data, version = await self._start_over(key)
+        else:
+            data, version = stored
+        result = self._try(key, inp, update_id, lang, data, version, True, tries)
+        if result.__class__ is StepResult:
+            return cast(StepResult, result)
+        return cast(StepResult, await result)
 
     async def update_meta(self, key: str, version: int, changes: dict[str, Any],
                           replied: int | None = None) -> int | None:
@@ -170,7 +200,7 @@ class ConversationService:
                 return None
             if replied is not None:
                 meta["replied"] = (meta.get("replied", []) + [replied])[-RECENT_UPDATES:]
-            saved = await self.store.save_or_current(key, data, current)
+            saved = await self.store.save_then(key, data, current, None, _as_is, None)
             if isinstance(saved, int):
                 self._remember(key, saved, data)
                 return saved if current == version else None

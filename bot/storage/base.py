@@ -89,6 +89,20 @@ class SessionStore(Protocol):
         """
         ...
 
+    def save_then(self, key: str, data: Session, expected_version: int,
+                  audit: AuditRecord | None, then: Callable[[Any, Any], Any],
+                  arg: Any) -> Awaitable[Any]:
+        """``save_or_current``, its outcome handed to ``then(outcome, arg)`` as soon as it is
+        known: what is awaited gives what ``then`` returns, or, if that is a ``Later``,
+        what its awaitable gives. ``outcome`` is what ``save_or_current`` returns, or the
+        ``CorruptSession`` it would raise (other errors are raised, ``then`` is not called).
+
+        On Redis ``then`` runs as the reply is read, and what is awaited is the store's own
+        future: the caller needs no coroutine of its own around the save. Other backends
+        use ``save_then_via``.
+        """
+        ...
+
     def save_or_current(self, key: str, data: Session, expected_version: int,
                         audit: AuditRecord | None = None) -> Awaitable[int | Current]:
         """``save``, but a conflict returns what is stored now, ``(session or None, version)``
@@ -140,6 +154,30 @@ class SessionStore(Protocol):
     async def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
         ...
+
+
+class Later:
+    """What a ``save_then`` callback returns when its answer needs more waiting (another
+    read or write): the save's awaitable then gives what ``awaitable`` gives."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+
+
+async def save_then_via(store: SessionStore, key: str, data: Session, expected_version: int,
+                        audit: AuditRecord | None, then: Callable[[Any, Any], Any],
+                        arg: Any) -> Any:
+    """``save_then`` through the store's ``save_or_current``."""
+    try:
+        outcome: Any = await store.save_or_current(key, data, expected_version, audit)
+    except CorruptSession as exc:
+        outcome = exc
+    value = then(outcome, arg)
+    if value.__class__ is Later:
+        return await value.awaitable
+    return value
 
 
 async def save_then_load(store: SessionStore, key: str, data: Session, expected_version: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from .base import (
     decode_session,
     encode_session,
     save_then_load,
+    save_then_via,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,11 @@ class MemoryStore:
     def save_or_current(self, key: str, data: Session, expected_version: int,
                         audit: AuditRecord | None = None) -> Awaitable[int | Current]:
         return save_then_load(self, key, data, expected_version, audit)
+
+    def save_then(self, key: str, data: Session, expected_version: int,
+                  audit: AuditRecord | None, then: Callable[[Any, Any], Any],
+                  arg: Any) -> Awaitable[Any]:
+        return save_then_via(self, key, data, expected_version, audit, then, arg)
 
     async def delete(self, key: str) -> None:
         self._ensure_open()

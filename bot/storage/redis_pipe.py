@@ -18,6 +18,8 @@ timer per reply). Here:
   by hiredis, straight from each chunk the socket returns;
 - a command may bring a ``decode(reply, arg)``: its future gets what that returns (or
   raises), so a caller can hand the future on without a coroutine of its own to await it;
+  a decode that needs more waiting (a conflict to retry) returns ``Later(awaitable)``, and
+  the future gets what that awaitable gives, run as a task;
 - redis-py makes the connection (address, TLS, password, database, client name), from the
   pool it was given; only then is its transport taken over (``set_protocol``; redis-py's
   own protocol still hears of the close): every chunk the socket returns
@@ -44,7 +46,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
 import hiredis
@@ -60,6 +62,8 @@ from redis.exceptions import (
 from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
+
+from .base import Later
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +142,10 @@ class _Wire(asyncio.Protocol):
                 except Exception as exc:
                     future.set_exception(exc)
                 else:
-                    future.set_result(value)
+                    if value.__class__ is Later:
+                        pipe._continue(future, value.awaitable)
+                    else:
+                        future.set_result(value)
         except IndexError:  # a reply to nothing: the stream cannot be trusted any more
             pipe._drop(RedisConnectionError("Error reading from Redis: a reply nobody asked for"))
         except InvalidResponse as exc:
@@ -179,6 +186,7 @@ class Pipe:
         self._closed = False
         self._loop_time: Callable[[], float] = time.monotonic  # the connection's loop's time
         self._disposing: set[asyncio.Task[None]] = set()
+        self._continuing: set[asyncio.Future[Any]] = set()  # Later's awaitables, as tasks
         self.writes: list[int] = []  # commands per socket write (the last 100-200; for tests)
 
     def send(self, packed: Any, decode: Decode | None = None, arg: Any = None,
@@ -204,6 +212,25 @@ class Pipe:
             self._flush_soon = True
             self._batch_loop = asyncio.get_running_loop()
             self._batch_loop.call_soon(self._flush)
+
+    def _continue(self, future: asyncio.Future[Any], awaitable: Awaitable[Any]) -> None:
+        """``future`` gets what ``awaitable`` gives (run as a task; cancelled with it)."""
+        task = asyncio.ensure_future(awaitable)
+        self._continuing.add(task)
+
+        def done(task: asyncio.Future[Any]) -> None:
+            self._continuing.discard(task)
+            if future.done():
+                return
+            if task.cancelled():
+                future.cancel()
+            elif (exc := task.exception()) is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(task.result())
+
+        task.add_done_callback(done)
+        future.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
 
     def _requeue(self, commands: list[Command]) -> None:
         """Queue commands again (ahead of what is queued), each with one send fewer left."""

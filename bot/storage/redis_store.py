@@ -30,6 +30,7 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -215,6 +216,22 @@ class RedisStore:
         costs no second round trip."""
         return self._pipe.send(self._save_command(key, data, expected_version, audit),
                                self._saved_or_current, key, RETRIES, self._load_save)
+
+    def save_then(self, key: str, data: Session, expected_version: int,
+                  audit: AuditRecord | None, then: Callable[[Any, Any], Any],
+                  arg: Any) -> asyncio.Future[Any]:
+        """``SessionStore.save_then``: ``then`` runs as the reply is read, and the caller
+        awaits the pipe's own future."""
+        return self._pipe.send(self._save_command(key, data, expected_version, audit),
+                               self._saved_then, (key, then, arg), RETRIES, self._load_save)
+
+    def _saved_then(self, reply: Any, args: tuple[str, Callable[[Any, Any], Any], Any]) -> Any:
+        key, then, arg = args
+        try:
+            outcome: Any = self._saved_or_current(reply, key)
+        except CorruptSession as exc:
+            outcome = exc
+        return then(outcome, arg)
 
     def _save_command(self, key: str, data: Session, expected_version: int,
                       audit: AuditRecord | None) -> Any:

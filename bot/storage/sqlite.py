@@ -27,9 +27,10 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .base import (
     DEFAULT_SEEN_TTL_SECONDS,
@@ -48,6 +49,7 @@ from .base import (
     decode_session,
     encode_session,
     save_then_load,
+    save_then_via,
 )
 
 logger = logging.getLogger(__name__)
@@ -234,6 +236,11 @@ class SQLiteStore:
     def save_or_current(self, key: str, data: Session, expected_version: int,
                         audit: AuditRecord | None = None) -> Awaitable[int | Current]:
         return save_then_load(self, key, data, expected_version, audit)
+
+    def save_then(self, key: str, data: Session, expected_version: int,
+                  audit: AuditRecord | None, then: Callable[[Any, Any], Any],
+                  arg: Any) -> Awaitable[Any]:
+        return save_then_via(self, key, data, expected_version, audit, then, arg)
 
     async def delete(self, key: str) -> None:
         db = self._db()

@@ -55,7 +55,7 @@ async def test_a_crash_in_a_handler_still_answers_with_the_current_question(
         await ann.send_command("/start")
         await api.wait_idle()
         question = ann.chat.last_bot_message
-        flaky[0].arm("save", "save_or_current")  # the next write fails
+        flaky[0].arm("save", "save_or_current", "save_then")  # the next write fails
         await ann.tap(question, "None of these")
         await api.wait_idle()
         assert api.callback_answers[-1].text is None  # the tap was answered
@@ -89,7 +89,7 @@ async def test_a_store_that_is_down_still_gets_the_patient_an_apology(
         bea = api.user(3002, "Bea", language_code="es")
         await bea.send_command("/start")
         await api.wait_idle()
-        flaky[0].arm("load", "save", "save_or_current", times=10)  # down: reads and writes fail
+        flaky[0].arm("load", "save", "save_or_current", "save_then", times=10)  # down: reads and writes fail
         await bea.send_text("no")
         await api.wait_idle()
         assert last_text(bea) == "Perdone, algo falló de nuestro lado. Inténtelo de nuevo."
