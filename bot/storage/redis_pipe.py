@@ -139,13 +139,13 @@ class _Wire(asyncio.Protocol):
                     continue
                 try:
                     value = decode(reply, command[3])
+                    if value.__class__ is Later:
+                        pipe._continue(future, value.awaitable)
+                        continue
                 except Exception as exc:
                     future.set_exception(exc)
                 else:
-                    if value.__class__ is Later:
-                        pipe._continue(future, value.awaitable)
-                    else:
-                        future.set_result(value)
+                    future.set_result(value)
         except IndexError:  # a reply to nothing: the stream cannot be trusted any more
             pipe._drop(RedisConnectionError("Error reading from Redis: a reply nobody asked for"))
         except InvalidResponse as exc:

@@ -141,3 +141,33 @@ async def test_a_restarted_instance_continues_a_conversation_it_does_not_know() 
     assert [e["step"] for e in r.session["history"]] == ["red_flags", "bladder_check"]
     again = await after.step("tg:1", Choose("bladder_check", 0, "a", h), update_id=3)
     assert again.duplicate and again.version == 3  # Telegram redelivered it: nothing changes
+
+
+async def test_on_redis_a_save_that_finds_the_session_unreadable_starts_it_over(
+        redis_url: str) -> None:
+    """The save's reply says the stored session cannot be read (here: overwritten behind
+    the service's back): the patient gets the apology and the first question, and the
+    session is written anew, in the same step."""
+    import redis.asyncio as aioredis
+
+    from bot.storage.redis_store import RedisStore
+
+    flow = demo()
+    h = flow.hash[:8]
+    store = RedisStore(redis_url, prefix="c:")
+    service = ConversationService(Engine(flow), store)
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        await service.step("tg:1", Start("en"), update_id=1)
+        await service.step("tg:1", Choose("red_flags", 0, "n", h), update_id=2)
+        await raw.set("c:s:tg:1", b"garbage")
+        r = await service.step("tg:1", Choose("bladder_check", 0, "a", h), update_id=3)
+        assert r.reply.notices == ("Sorry, we had to start your check again from the "
+                                   "beginning.",)
+        assert r.session["step"] == "red_flags" and r.version == 1
+        assert await store.load("tg:1") == (r.session, 1)
+        again = await service.step("tg:1", Choose("red_flags", 0, "n", h), update_id=4)
+        assert again.version == 2 and again.session["step"] == "bladder_check"
+    finally:
+        await raw.aclose()
+        await store.close()
