@@ -227,6 +227,8 @@ class RedisStore:
 
     def _saved_then(self, reply: Any, args: tuple[str, Callable[[Any, Any], Any], Any]) -> Any:
         key, then, arg = args
+        if reply.__class__ is int and reply > 0:  # saved: the new version
+            return then(reply, arg)
         try:
             outcome: Any = self._saved_or_current(reply, key)
         except CorruptSession as exc:
@@ -238,8 +240,9 @@ class RedisStore:
         """What the pipe sends for a save: the usual save (no audit record) as an item that
         ``_pack_saves`` packs with the rest of its batch; a save with an audit record packed
         now. Bad arguments raise here, as the other backends raise them."""
-        check_expected_version(expected_version)
-        if not isinstance(data, dict):
+        if expected_version.__class__ is not int or expected_version < 0:
+            check_expected_version(expected_version)  # raises what every backend raises
+        if data.__class__ is not dict and not isinstance(data, dict):
             encode_session_bytes(key, data)  # raises the TypeError every backend raises
         if audit is None:
             return key, data, expected_version
