@@ -3,8 +3,9 @@
 Usage: .venv/bin/python bench/bench_sessions.py [--patients N] [--rounds R] [--redis-url URL]
                                                 [--flow FLOW] [--loop auto|uvloop|asyncio]
 
-It runs on the event loop the bot runs on (``BOT_EVENT_LOOP``, default ``auto``: uvloop where
-it is installed; ``--loop`` overrides it), and says which.
+It runs as the bot runs (``bot.eventloop.run``): on the bot's event loop (``BOT_EVENT_LOOP``,
+default ``auto``: uvloop where it is installed; ``--loop`` overrides it), which it names, and
+with the bot's thresholds for the garbage collector.
 
 One answer through a store = ``ConversationService.step``: the session (remembered from the
 last write, or loaded), ``Engine.handle`` the input, compare-and-set save (with the update id

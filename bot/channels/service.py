@@ -10,11 +10,17 @@ and applies the next input to it directly, skipping the read (`StepResult.sessio
 remembered dict: read it, do not change it). A chat it has not written yet is taken to be
 new: nothing stored. The write is a compare-and-set on that version, so if anything else
 wrote meanwhile (another instance, an expiry, a /forget), or the chat was not new after all,
-the write fails, says what is stored (`save_or_current`: on Redis in the same reply, with no
-second round trip), and the input is applied again to that. So a new patient's answer costs
-one round trip to the store, and so does each answer after it. Whenever the answer would be
-given without a write (a duplicate update, a stale button), it is given from a fresh read,
-never from the cache or the guess. Reads for display (`load`) always go to the store.
+the write fails, says what is stored (on Redis in the same reply, with no second round
+trip), and the input is applied again to that. So a new patient's answer costs one round
+trip to the store, and so does each answer after it. Whenever the answer would be given
+without a write (a duplicate update, a stale button), it is given from a fresh read, never
+from the cache or the guess. Reads for display (`load`) always go to the store.
+
+`step` is not a coroutine: it applies the input at once and returns the store's save
+(`SessionStore.save_then`), which hands its outcome to `_saved` as soon as it is known. On
+Redis that is as the reply is read, and the caller awaits the store's own future: no
+coroutine of the service's sits between the channel and the store. A failed write (and a
+read the answer needs) continues in a coroutine, `_slow`.
 """
 
 from __future__ import annotations
