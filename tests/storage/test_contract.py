@@ -111,6 +111,28 @@ async def test_a_conflict_over_an_expired_or_corrupt_session(backend: Backend) -
         await store.save_or_current(KEY, {"n": 1}, 9)
 
 
+async def test_save_then_hands_each_outcome_to_its_callback(backend: Backend) -> None:
+    from bot.storage.base import Later
+
+    store = backend.make()
+    seen: list[Any] = []
+
+    def then(outcome: Any, arg: str) -> Any:
+        seen.append((arg, outcome))
+        if arg == "later":  # the answer needs more waiting: the awaitable's result counts
+            return Later(store.save_or_current(KEY, {"n": 3}, outcome[1]))
+        return arg
+
+    assert await store.save_then(KEY, {"n": 1}, 0, None, then, "saved") == "saved"
+    assert await store.save_then(KEY, {"n": 2}, 0, None, then, "conflict") == "conflict"
+    assert await store.save_then(KEY, {"n": 2}, 0, None, then, "later") == 2
+    assert await store.load(KEY) == ({"n": 3}, 2)
+    await backend.corrupt(KEY, b'{"not json')
+    assert await store.save_then(KEY, {"n": 4}, 9, None, then, "corrupt") == "corrupt"
+    assert seen[:3] == [("saved", 1), ("conflict", ({"n": 1}, 1)), ("later", ({"n": 1}, 1))]
+    assert isinstance(seen[3][1], CorruptSession)
+
+
 async def _increment(store: SessionStore, times: int) -> int:
     """Add 1 ``times`` times with re-read-and-retry; return how many conflicts it hit."""
     done = conflicts = 0
