@@ -143,11 +143,28 @@ class SQLiteStore:
                 f"{where}: cannot create directory {self.path.parent}: "
                 f"{exc.strerror or exc}"
             ) from None
-        conn: sqlite3.Connection | None = None
+        # Two processes opening a new file at once can be told "database is locked" at
+        # once (switching to WAL, creating the schema), whatever the busy timeout: they try
+        # again until the busy timeout has passed.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn = self._connect(where)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) \
+                        or time.monotonic() >= deadline:
+                    raise StoreConfigError(f"{where}: {_one_line(exc)}") from None
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise StoreConfigError(f"{where}: {_one_line(exc)}") from None
+        logger.info("opened SQLite session store at %s", self.path)
+        return conn
+
+    def _connect(self, where: str) -> sqlite3.Connection:
+        """A connection to the file, in WAL mode, with the schema made or checked."""
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None
-            )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             with _immediate(conn):
@@ -163,15 +180,9 @@ class SQLiteStore:
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise StoreConfigError(f"{where}: {_one_line(exc)}") from None
         except BaseException:
-            if conn is not None:
-                conn.close()
+            conn.close()
             raise
-        logger.info("opened SQLite session store at %s", self.path)
         return conn
 
     # --- SessionStore ---------------------------------------------------------------------

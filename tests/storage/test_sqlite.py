@@ -61,3 +61,24 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         f"{SCHEMA_VERSION + 1} is newer than this bot's ({SCHEMA_VERSION}); "
         f"upgrade the bot or use another file"
     )
+
+
+def test_two_processes_opening_a_new_file_at_once_both_open_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL and making its schema is refused at once ("database is
+    locked") to the second of two processes doing it at the same moment, whatever the busy
+    timeout: it tries again (before, 59 times out of 60 one of the two failed)."""
+    import multiprocessing
+
+    from .workers import open_worker
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(8):
+        barrier, results = context.Barrier(2), context.Queue()
+        workers = [context.Process(target=open_worker, args=(
+            str(tmp_path / f"s{attempt}.db"), barrier, results)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(10)
+        assert outcomes == ["opened", "opened"]

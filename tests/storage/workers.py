@@ -31,3 +31,16 @@ async def _increment(setting: str, prefix: str, key: str, times: int, barrier: A
     finally:
         await store.close()
     return done, conflicts
+
+
+def open_worker(path: str, barrier: Any, results: Any) -> None:
+    """Open the SQLite store at ``path`` when the other worker does; put what happened."""
+    from bot.storage.sqlite import SQLiteStore
+
+    store = SQLiteStore(path)
+    barrier.wait(timeout=30)
+    try:
+        store._db()
+        results.put("opened")
+    except Exception as exc:
+        results.put(str(exc))
