@@ -163,12 +163,8 @@ class ConversationService:
         """A save's outcome (``SessionStore.save_then``): the result, or, when the session
         was not written, the input applied again to what is stored (``_slow``)."""
         key, inp, update_id, lang, new, reply, finished, tries = attempt
-        if outcome.__class__ is int:  # (``_remember``, written out: once per answer)
-            known = self._known
-            known.pop(key, None)
-            known[key] = (new, outcome)
-            if len(known) > self.known_sessions:
-                del known[next(iter(known))]
+        if outcome.__class__ is int:
+            self._remember(key, outcome, new)
             return StepResult(reply, new, outcome, False, finished)
         if not isinstance(outcome, CorruptSession):
             logger.info("concurrent write on a session: applying the input to what is stored")

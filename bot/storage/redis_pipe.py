@@ -11,7 +11,7 @@ timer per reply). Here:
 - a command may also be queued unpacked, as an item for the pipe's ``packer``, which packs
   all such items of a batch at once, just before the write: the patients' tasks each run
   their engine step and queue their save, then one loop packs every save of the batch (in
-  the bench, 0.5-1 µs less per answer than packing in each task, for the same work: the
+  the bench, 0.5-0.6 µs less per answer than packing in each task, for the same work: the
   packing code and the engine's each stay in the CPU's caches while they run);
 - commands are written without waiting for earlier replies (pipelining: Redis works on one
   batch while this process prepares the next), and replies are matched to futures in order,
