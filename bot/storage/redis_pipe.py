@@ -264,17 +264,27 @@ class Pipe:
                     self._connect(), name="redis connect")
             return  # sent once connected
         commands, self._queued = self._queued, []
-        if self._packer is not None:
-            commands = self._pack(commands)
-            if not commands:
-                return
+        try:
+            if self._packer is not None:
+                commands = self._pack(commands)
+                if not commands:
+                    return
+            data = b"".join([c[1] for c in commands])
+        except Exception as exc:  # a bug here must fail this batch's callers, not hang them
+            logger.exception("could not pack %d Redis commands", len(commands))
+            self._fail(commands, exc)
+            return
         if not self._inflight:
             self._progress = self._loop_time()
         self._inflight.extend(commands)
         self.writes.append(len(commands))
         if len(self.writes) > 200:
             del self.writes[:-100]
-        wire.transport.write(b"".join([c[1] for c in commands]))
+        try:
+            wire.transport.write(data)
+        except Exception as exc:  # what was written of the batch is unknown: a new connection
+            self._drop(RedisConnectionError(f"Error writing to Redis: {exc}"))
+            return
         if self._watch is None:
             self._watch = asyncio.get_running_loop().call_later(self._timeout, self._check)
 
@@ -286,6 +296,9 @@ class Pipe:
             return commands
         try:
             packed = self._packer(items)  # type: ignore[misc]
+            if len(packed) != len(items):
+                raise RuntimeError(f"the packer gave {len(packed)} results for {len(items)} "
+                                   f"commands")
         except Exception as exc:  # a packer's bug: fail what it should have packed
             packed = [exc] * len(items)
         done = iter(packed)

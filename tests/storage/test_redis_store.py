@@ -347,3 +347,43 @@ async def test_closing_fails_what_still_waits_and_refuses_more(
         await waiting
     with pytest.raises(StoreClosed):
         await store.load("tg:1")
+
+
+async def test_a_batch_that_cannot_be_packed_fails_its_callers_and_the_pipe_carries_on(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.storage.redis_pipe import Pipe, pack
+
+    client = aioredis.Redis.from_url(redis_url)
+    pipe = Pipe(client.connection_pool, 5.0, lambda: RuntimeError("closed"))
+    try:  # (no packer: anything but RESP bytes is a caller's bug, found when writing)
+        with pytest.raises(TypeError):
+            await asyncio.wait_for(pipe.send("PING"), 5)
+        assert "could not pack 1 Redis commands" in caplog.text
+        assert await asyncio.wait_for(pipe.send(pack((b"PING",))), 5) == b"PONG"
+        short = Pipe(client.connection_pool, 5.0, lambda: RuntimeError("closed"),
+                     packer=lambda items: [])  # a packer that loses an item
+        try:
+            with pytest.raises(RuntimeError, match="the packer gave 0 results for 1 commands"):
+                await asyncio.wait_for(short.send(("an item",)), 5)
+        finally:
+            await short.close()
+    finally:
+        await pipe.close()
+        await client.aclose()
+
+
+async def test_a_batch_written_to_a_transport_closed_under_it_is_sent_again(
+    redis_url: str, prefix: str
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    try:
+        await store.save("tg:1", {"n": 1}, 0)
+        saving = store.save("tg:1", {"n": 2}, 1)  # written at the end of this pass...
+        wire = store._pipe._wire
+        assert wire is not None
+        wire.transport.close()  # ...to a transport closed before that
+        assert await asyncio.wait_for(saving, 5) == 2  # on a new connection
+        assert await store.load("tg:1") == ({"n": 2}, 2)
+    finally:
+        await store.close()
