@@ -12,7 +12,9 @@ timer per reply). Here:
   all such items of a batch at once, just before the write: the patients' tasks each run
   their engine step and queue their save, then one loop packs every save of the batch (in
   the bench, 0.5-0.6 µs less per answer than packing in each task, for the same work: the
-  packing code and the engine's each stay in the CPU's caches while they run);
+  packing code and the engine's each stay in the CPU's caches while they run); the packed
+  bytes are only written, never kept: a command sent again on a new connection is packed
+  again;
 - commands are written without waiting for earlier replies (pipelining: Redis works on one
   batch while this process prepares the next), and replies are matched to futures in order,
   by hiredis, straight from each chunk the socket returns;
@@ -265,11 +267,12 @@ class Pipe:
             return  # sent once connected
         commands, self._queued = self._queued, []
         try:
-            if self._packer is not None:
-                commands = self._pack(commands)
+            if self._packer is None:
+                data = b"".join([c[1] for c in commands])
+            else:
+                commands, data = self._pack(commands)
                 if not commands:
                     return
-            data = b"".join([c[1] for c in commands])
         except Exception as exc:  # a bug here must fail this batch's callers, not hang them
             logger.exception("could not pack %d Redis commands", len(commands))
             self._fail(commands, exc)
@@ -288,12 +291,13 @@ class Pipe:
         if self._watch is None:
             self._watch = asyncio.get_running_loop().call_later(self._timeout, self._check)
 
-    def _pack(self, commands: list[Command]) -> list[Command]:
-        """``commands`` with the items sent unpacked packed by the packer, all at once; a
-        command whose item cannot be packed fails alone, and is left out."""
+    def _pack(self, commands: list[Command]) -> tuple[list[Command], bytes]:
+        """The commands to write, and their RESP joined: the items sent unpacked are packed
+        by the packer, all at once (and again if the command is sent again); a command whose
+        item cannot be packed fails alone, and is left out."""
         items = [c[1] for c in commands if c[1].__class__ is not bytes]
         if not items:
-            return commands
+            return commands, b"".join([c[1] for c in commands])
         try:
             packed = self._packer(items)  # type: ignore[misc]
             if len(packed) != len(items):
@@ -301,17 +305,24 @@ class Pipe:
                                    f"commands")
         except Exception as exc:  # a packer's bug: fail what it should have packed
             packed = [exc] * len(items)
+        if len(items) == len(commands):  # only items (the usual batch of saves)
+            try:
+                return commands, b"".join(packed)  # type: ignore[arg-type]
+            except TypeError:  # an item that could not be packed: the slow way below
+                pass
         done = iter(packed)
         out: list[Command] = []
+        parts: list[bytes] = []
         for command in commands:
-            if command[1].__class__ is not bytes:
+            resp = command[1]
+            if resp.__class__ is not bytes:
                 resp = next(done)
                 if resp.__class__ is not bytes:
                     self._fail([command], cast(Exception, resp))
                     continue
-                command = (command[0], resp, command[2], command[3], command[4], command[5])
             out.append(command)
-        return out
+            parts.append(resp)
+        return out, b"".join(parts)
 
     async def _connect(self) -> None:
         conn: AbstractConnection | None = None

@@ -222,8 +222,13 @@ class RedisStore:
                   arg: Any) -> asyncio.Future[Any]:
         """``SessionStore.save_then``: ``then`` runs as the reply is read, and the caller
         awaits the pipe's own future."""
-        return self._pipe.send(self._save_command(key, data, expected_version, audit),
-                               self._saved_then, (key, then, arg), RETRIES, self._load_save)
+        if audit is None and data.__class__ is dict and expected_version.__class__ is int \
+                and expected_version >= 0:  # the usual save: what _save_command gives
+            command: Any = (key, data, expected_version)
+        else:
+            command = self._save_command(key, data, expected_version, audit)
+        return self._pipe.send(command, self._saved_then, (key, then, arg), RETRIES,
+                               self._load_save)
 
     def _saved_then(self, reply: Any, args: tuple[str, Callable[[Any, Any], Any], Any]) -> Any:
         key, then, arg = args
@@ -266,6 +271,13 @@ class RedisStore:
         now = self._now_ms()
         head, tail, key_head, dumps = self._save_head, self._save_tail, self._key_head, \
             orjson.dumps
+        try:  # the usual batch: every session is JSON (the loop below finds the one that is not)
+            return [b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+                head, len(name := (key_head + key).encode()), name,
+                len(value := dumps({"v": expected + 1, "t": now, "data": data})), value, tail)
+                for key, data, expected in items]
+        except TypeError:
+            pass
         out: list[bytes | Exception] = []
         for key, data, expected in items:
             try:
