@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "flows" / "demo.yaml"
@@ -110,6 +113,52 @@ def test_plain_bot_py_without_token_opens_console(tmp_path: Path) -> None:
     first = p.stdout.splitlines()[0]
     assert first.startswith("No TELEGRAM_BOT_TOKEN set: opening the console chat.")
     assert "set TELEGRAM_BOT_TOKEN" in first
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a terminal (pty) is POSIX-only")
+def test_ctrl_c_in_the_console_says_goodbye_at_once_and_keeps_the_answers(
+        tmp_path: Path) -> None:
+    import pty
+    import select
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    env.update({"BOT_STORE": str(tmp_path / "s.db"), "BOT_FLOW": str(DEMO)})
+
+    def session(typed: list[bytes]) -> str:
+        """A console in a real terminal: each of ``typed`` after a prompt, then Ctrl-C
+        at the next prompt; what the terminal showed."""
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the console, as a person starts it
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, str(ROOT / "bot.py"), "console"], env)
+        shown = b""
+        deadline = time.monotonic() + 60
+        try:
+            for keys in [*typed, b"\x03"]:  # Ctrl-C: the terminal sends SIGINT
+                prompts = shown.count(b"> ")
+                while shown.count(b"> ") == prompts and time.monotonic() < deadline:
+                    if select.select([fd], [], [], 0.1)[0]:
+                        shown += os.read(fd, 65536)
+                os.write(fd, keys)
+            pressed = time.monotonic()
+            while not os.waitpid(pid, os.WNOHANG)[0]:
+                assert time.monotonic() - pressed < 5, "the console is still running"
+                if select.select([fd], [], [], 0.05)[0]:
+                    with contextlib.suppress(OSError):  # (the console closed the terminal)
+                        shown += os.read(fd, 65536)
+        finally:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+        return shown.decode(errors="replace")
+
+    shown = session([b"4\r"])  # "None of these" at the red flags
+    assert "Bye. Your answers are saved: run the console again to continue." in shown
+    shown = session([])
+    assert "Welcome back: here is where you left off." in shown
 
 
 def test_console_in_spanish(tmp_path: Path) -> None:

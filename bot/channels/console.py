@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -127,10 +128,38 @@ class Console:
             self.say(render(reply))
         while True:
             try:
-                line = await asyncio.to_thread(read, "> ")
-            except (EOFError, KeyboardInterrupt):
+                line = await read_line(read, "> ")
+            except (EOFError, KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-D, Ctrl-C
                 self.say("")
                 break
             if not await self.step(line):
                 break
         self.say("Bye. Your answers are saved: run the console again to continue.")
+
+
+async def read_line(read: Callable[[str], str], prompt: str) -> str:
+    """``read(prompt)`` in a thread of its own, the loop free meanwhile. A daemon thread, not
+    the loop's executor: on Ctrl-C the console says goodbye at once, while ``input`` still
+    waits for a line the process no longer needs (the executor's thread would be waited for
+    until Enter)."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def answer(value: str | None, exc: BaseException | None) -> None:
+        if line.done():  # given up on (Ctrl-C)
+            return
+        if exc is not None:
+            line.set_exception(exc)
+        else:
+            line.set_result(value)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            value = read(prompt)
+        except BaseException as exc:  # EOFError, KeyboardInterrupt: given to the caller
+            loop.call_soon_threadsafe(answer, None, exc)
+        else:
+            loop.call_soon_threadsafe(answer, value, None)
+
+    threading.Thread(target=work, name="console input", daemon=True).start()
+    return await line
