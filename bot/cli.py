@@ -177,16 +177,22 @@ def cmd_console(args: argparse.Namespace, settings: Settings | None = None) -> i
     engine = Engine(flow, placeholders=settings.placeholders,
                     archive=FlowArchive(settings.flow_archive))
 
-    async def main() -> None:
-        store = _open_store(settings)
-        await store.check()
+    async def main() -> int:
+        from bot.storage.base import StoreError
+
+        try:  # a BOT_STORE that is malformed or cannot be reached: one line, as the bot says it
+            store = _open_store(settings)
+            await store.check()
+        except StoreError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
         try:
             await Console(engine, store, key=f"console:{args.session}", lang=args.lang).run()
         finally:
             await store.close()
+        return 0
 
-    eventloop.run(main(), settings.event_loop)
-    return 0
+    return int(eventloop.run(main(), settings.event_loop))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

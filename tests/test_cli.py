@@ -161,6 +161,19 @@ def test_ctrl_c_in_the_console_says_goodbye_at_once_and_keeps_the_answers(
     assert "Welcome back: here is where you left off." in shown
 
 
+@pytest.mark.parametrize(("store", "says"), [
+    ("redis://127.0.0.1:1", "cannot reach Redis at redis://127.0.0.1:1: connection refused"),
+    ("mysql://x", "BOT_STORE='mysql://x' is not a valid store: unknown scheme 'mysql'; use a "),
+])
+def test_a_store_setting_that_cannot_work_stops_the_console_with_one_line(
+        store: str, says: str) -> None:
+    for args in [(), ("console",)]:  # plain python bot.py without a token opens the console
+        p = run(*args, stdin="quit\n", env={"BOT_STORE": store, "BOT_FLOW": str(DEMO)})
+        assert p.returncode == 2
+        assert p.stderr.startswith(f"configuration error: {says}")
+        assert len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr
+
+
 def test_console_in_spanish(tmp_path: Path) -> None:
     env = {"BOT_STORE": str(tmp_path / "s.db"), "BOT_FLOW": str(DEMO)}
     p = run("console", "--lang", "es", stdin="salir\n", env=env)
