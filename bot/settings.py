@@ -37,12 +37,26 @@ def _duration(env: dict[str, str], name: str, default: int) -> int:
         return default
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        if raw[-1] in units:
-            return int(float(raw[:-1]) * units[raw[-1]])
-        return int(raw)
-    except ValueError:
+        seconds = int(float(raw[:-1]) * units[raw[-1]]) if raw[-1] in units else int(raw)
+    except (ValueError, OverflowError):  # (OverflowError: "infd")
         raise SettingsError(f"{name}={raw!r} is not a duration (like 3600, 45m, 12h or 30d)") \
             from None
+    if seconds < 1:
+        raise SettingsError(f"{name}={raw!r} should be at least 1 second (like 3600, 45m, 12h "
+                            f"or 30d)")
+    return seconds
+
+
+def _port(env: dict[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"{name}={raw!r} should be a port number, 1 to 65535")
+    return int(raw)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,10 @@ class Settings:
         except ValueError:
             raise SettingsError(f"ADMIN_IDS={admins!r} should be Telegram user ids separated by "
                                 "commas, like 12345,67890") from None
-        health = e.get("HEALTH_PORT", "").strip()
+        log_level = (e.get("LOG_LEVEL") or "INFO").strip().upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL={e['LOG_LEVEL']!r} should be one of "
+                                f"{', '.join(LOG_LEVELS)}")
         event_loop = (e.get("BOT_EVENT_LOOP") or "auto").strip().lower()
         if event_loop not in CHOICES:
             raise SettingsError(f"BOT_EVENT_LOOP={e['BOT_EVENT_LOOP']!r} should be "
@@ -94,12 +111,12 @@ class Settings:
             base_url=e.get("TELEGRAM_BASE_URL") or None,
             webhook_url=e.get("WEBHOOK_URL") or None,
             webhook_listen=e.get("WEBHOOK_LISTEN") or "0.0.0.0",
-            webhook_port=_int(e, "WEBHOOK_PORT", 8443),
+            webhook_port=_port(e, "WEBHOOK_PORT", 8443) or 8443,
             webhook_secret=e.get("WEBHOOK_SECRET") or None,
-            health_port=int(health) if health.isdigit() else None,
+            health_port=_port(e, "HEALTH_PORT", None),
             staff_chat_id=_int(e, "STAFF_CHAT_ID", 0) or None if staff else None,
             admin_ids=admin_ids,
-            log_level=(e.get("LOG_LEVEL") or "INFO").upper(),
+            log_level=log_level,
             pseudonym_key=e.get("PSEUDONYM_KEY") or (e.get("TELEGRAM_BOT_TOKEN") or "change-me"),
             event_loop=event_loop,
         )
