@@ -47,10 +47,11 @@ def _duration(env: dict[str, str], name: str, default: int) -> int:
     return seconds
 
 
-def _port(env: dict[str, str], name: str, default: int | None) -> int | None:
+def _port(env: dict[str, str], name: str) -> int | None:
+    """A port number, or None if ``name`` is not set."""
     raw = env.get(name, "").strip()
     if not raw:
-        return default
+        return None
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
         raise SettingsError(f"{name}={raw!r} should be a port number, 1 to 65535")
     return int(raw)
@@ -111,9 +112,9 @@ class Settings:
             base_url=e.get("TELEGRAM_BASE_URL") or None,
             webhook_url=e.get("WEBHOOK_URL") or None,
             webhook_listen=e.get("WEBHOOK_LISTEN") or "0.0.0.0",
-            webhook_port=_port(e, "WEBHOOK_PORT", 8443) or 8443,
+            webhook_port=_port(e, "WEBHOOK_PORT") or 8443,
             webhook_secret=e.get("WEBHOOK_SECRET") or None,
-            health_port=_port(e, "HEALTH_PORT", None),
+            health_port=_port(e, "HEALTH_PORT"),
             staff_chat_id=_int(e, "STAFF_CHAT_ID", 0) or None if staff else None,
             admin_ids=admin_ids,
             log_level=log_level,

@@ -222,13 +222,8 @@ class RedisStore:
                   arg: Any) -> asyncio.Future[Any]:
         """``SessionStore.save_then``: ``then`` runs as the reply is read, and the caller
         awaits the pipe's own future."""
-        if audit is None and data.__class__ is dict and expected_version.__class__ is int \
-                and expected_version >= 0:  # the usual save: what _save_command gives
-            command: Any = (key, data, expected_version)
-        else:
-            command = self._save_command(key, data, expected_version, audit)
-        return self._pipe.send(command, self._saved_then, (key, then, arg), RETRIES,
-                               self._load_save)
+        return self._pipe.send(self._save_command(key, data, expected_version, audit),
+                               self._saved_then, (key, then, arg), RETRIES, self._load_save)
 
     def _saved_then(self, reply: Any, args: tuple[str, Callable[[Any, Any], Any], Any]) -> Any:
         key, then, arg = args
