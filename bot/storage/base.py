@@ -3,7 +3,10 @@
 Storage knows a session only as a plain JSON-able ``dict`` plus an integer version
 (0 = absent). Every write is a compare-and-set on that version, so two processes that
 handle updates of the same chat can never silently overwrite each other: the loser gets
-``None`` back and re-reads.
+``None`` back and re-reads. A new session's first version is a fresh random number
+(``first_version``), not 1: a version never comes back after a session is deleted or
+expires and is made again, so a process still holding the old session's version cannot
+overwrite the new session with it.
 
 Exception tree::
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,6 +39,22 @@ DEFAULT_TTL_SECONDS = 30 * 24 * 3600.0
 
 DEFAULT_SEEN_TTL_SECONDS = 24 * 3600.0
 """How long ``mark_update`` remembers an update id."""
+
+
+FIRST_VERSIONS = 1 << 40
+"""First versions are drawn from 1 to this (each write adds 1: Lua and JSON readers hold
+versions up to 2**53 exactly)."""
+
+
+def first_version() -> int:
+    """The version of a session written where none was (``expected_version`` 0).
+
+    Random, not 1: versions 1, 2, 3... would come back when a session is deleted (/forget)
+    or expires and the chat starts again, and a process that still holds version N of the
+    old session (the service's remembered copy, another instance's) would then overwrite
+    the new session at its own version N, bringing forgotten answers back. Two lifetimes of
+    one key share a version with a chance of about one in 2**40 per write."""
+    return random.randrange(1, FIRST_VERSIONS)
 
 
 class StoreError(Exception):
@@ -82,8 +102,9 @@ class SessionStore(Protocol):
         until then (Redis encodes the saves made at once together, just before they are
         sent): change it only after the save is done.
 
-        ``expected_version`` 0 means "must not exist". Returns ``expected_version + 1`` on
-        success and ``None`` on conflict. Each save restarts the inactivity TTL. ``audit``
+        ``expected_version`` 0 means "must not exist". Returns the new version on success
+        (``first_version()`` for a new session, else ``expected_version + 1``) and ``None``
+        on conflict. Each save restarts the inactivity TTL. ``audit``
         is added (as ``add_audit`` would) in the same atomic write, only if the save succeeds:
         a finished triage and its record are stored together or not at all.
         """

@@ -31,6 +31,7 @@ from .base import (
     check_expected_version,
     decode_session,
     encode_session,
+    first_version,
     save_then_load,
     save_then_via,
 )
@@ -106,10 +107,11 @@ class MemoryStore:
         if (row.version if row is not None else 0) != expected_version:
             logger.debug("save conflict for %s at expected version %d", key, expected_version)
             return None
-        self._data.sessions[key] = _Row(expected_version + 1, now, text)
+        version = expected_version + 1 if expected_version else first_version()
+        self._data.sessions[key] = _Row(version, now, text)
         if audit is not None and audit_text is not None:
             self._data.audit.append((audit_time(audit, now), audit["key"], audit_text))
-        return expected_version + 1
+        return version
 
     def save_or_current(self, key: str, data: Session, expected_version: int,
                         audit: AuditRecord | None = None) -> Awaitable[int | Current]:

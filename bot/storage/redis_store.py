@@ -66,6 +66,7 @@ from .base import (
     check_expected_version,
     decode_session,
     encode_session_bytes,
+    first_version,
     not_json,
 )
 from .redis_pipe import RETRIES, Pipe, pack
@@ -76,15 +77,15 @@ BACKEND = "Redis"
 _ID_LEN = 32  # time + random hex in front of each audit member's JSON
 
 # KEYS: session key, and with an audit record its sorted set and this key's audit index
-# set; ARGV: the new value (the envelope: its "v" is the expected version + 1, its "t" now,
-# in ms), the ttl (ms), and the audit member, its score. Returns the new version; on
-# conflict the stored value (the envelope, live by now) or 0 if there is none; -1 if the
+# set; ARGV: the new value (the envelope: its "v" the new version, its "t" now, in ms), the
+# ttl (ms), the expected version, and the audit member, its score. Returns the new version;
+# on conflict the stored value (the envelope, live by now) or 0 if there is none; -1 if the
 # stored value is unreadable. The audit record, if any, is added only with the session:
 # both or neither.
 _SAVE_LUA = """
 local new, now = string.match(ARGV[1], '^{"v":(%d+),"t":(%-?%d+),')
 if not new then return redis.error_reply('ERR the new value is not a session envelope') end
-local expected = tonumber(new) - 1
+local expected = tonumber(ARGV[3])
 local cur = redis.call('GET', KEYS[1])
 local version = 0
 if cur then
@@ -97,11 +98,11 @@ if version ~= expected then
   return cur
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if ARGV[3] then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-  redis.call('SADD', KEYS[3], ARGV[3])
+if ARGV[4] then
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[4])
 end
-return expected + 1
+return tonumber(new)
 """
 
 # KEYS: session key, audit sorted set, this key's audit index set.
@@ -172,7 +173,7 @@ class RedisStore:
         self._save_sha = self._save.sha.encode()
         self._load_save = pack((b"SCRIPT", b"LOAD", _SAVE_LUA))  # sent if Redis lacks it
         # the parts of every usual save that never change (see _pack_saves)
-        self._save_head = b"*6\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
+        self._save_head = b"*7\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
         self._save_tail = b"$%d\r\n%d\r\n" % (len(b"%d" % self._ttl_ms), self._ttl_ms)
         self._key_head = self.session_key("")
@@ -247,9 +248,11 @@ class RedisStore:
         if audit is None:
             return key, data, expected_version
         member, score = self._audit_member(audit)
-        value = self._envelope(key, data, expected_version + 1, self._now_ms())
+        value = self._envelope(key, data, expected_version + 1 if expected_version
+                               else first_version(), self._now_ms())
         return pack((b"EVALSHA", self._save_sha, b"3", self.session_key(key), self._audit_key,
-                     self._audit_index(key), value, self._ttl_ms, member, repr(score)))
+                     self._audit_index(key), value, self._ttl_ms, expected_version, member,
+                     repr(score)))
 
     @staticmethod
     def _envelope(key: str, data: Session, version: int, now_ms: int) -> bytes:
@@ -261,28 +264,32 @@ class RedisStore:
 
     def _pack_saves(self, items: list[tuple[str, Session, int]]) -> list[bytes | Exception]:
         """The usual saves of one batch (``_save_command``), packed as RESP, ``EVALSHA sha 1
-        key value ttl``, with one clock reading for them all; a session that cannot be
-        encoded gets its TypeError instead (its save alone fails)."""
+        key value ttl expected``, with one clock reading for them all; a session that cannot
+        be encoded gets its TypeError instead (its save alone fails)."""
         now = self._now_ms()
         head, tail, key_head, dumps = self._save_head, self._save_tail, self._key_head, \
             orjson.dumps
         try:  # the usual batch: every session is JSON (the loop below finds the one that is not)
-            return [b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+            return [b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (
                 head, len(name := (key_head + key).encode()), name,
-                len(value := dumps({"v": expected + 1, "t": now, "data": data})), value, tail)
+                len(value := dumps({"v": expected + 1 if expected else first_version(),
+                                    "t": now, "data": data})), value, tail,
+                len(old := b"%d" % expected), old)
                 for key, data, expected in items]
         except TypeError:
             pass
         out: list[bytes | Exception] = []
         for key, data, expected in items:
             try:
-                value = dumps({"v": expected + 1, "t": now, "data": data})
+                value = dumps({"v": expected + 1 if expected else first_version(), "t": now,
+                               "data": data})
             except TypeError as exc:
                 out.append(not_json(key, exc))
                 continue
             name = (key_head + key).encode()
-            out.append(b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (head, len(name), name, len(value),
-                                                             value, tail))
+            old = b"%d" % expected
+            out.append(b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (
+                head, len(name), name, len(value), value, tail, len(old), old))
         return out
 
     def _saved_or_current(self, reply: Any, key: str) -> int | Current:

@@ -48,6 +48,7 @@ from .base import (
     check_expected_version,
     decode_session,
     encode_session,
+    first_version,
     save_then_load,
     save_then_via,
 )
@@ -80,9 +81,9 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 
 _INSERT_NEW = """
-INSERT INTO sessions (key, version, touched_at, data) VALUES (:key, 1, :now, :data)
+INSERT INTO sessions (key, version, touched_at, data) VALUES (:key, :new, :now, :data)
 ON CONFLICT (key) DO UPDATE
-    SET version = 1, touched_at = excluded.touched_at, data = excluded.data
+    SET version = excluded.version, touched_at = excluded.touched_at, data = excluded.data
     WHERE sessions.touched_at < :cutoff
 """
 
@@ -212,30 +213,32 @@ class SQLiteStore:
         db = self._db()
         now = self.clock()
         cutoff = now - self.ttl_seconds
+        version = expected_version + 1 if expected_version else first_version()
         if audit is None:
-            saved = self._save_row(db, key, text, expected_version, now, cutoff)
+            saved = self._save_row(db, key, text, expected_version, version, now, cutoff)
         else:
             with _immediate(db):  # the session and its audit record, or neither
-                saved = self._save_row(db, key, text, expected_version, now, cutoff)
+                saved = self._save_row(db, key, text, expected_version, version, now, cutoff)
                 if saved:
                     db.execute("INSERT INTO audit (key, at, record) VALUES (?, ?, ?)",
                                (audit["key"], audit_time(audit, now), audit_text))
         if not saved:
             logger.debug("save conflict for %s at expected version %d", key, expected_version)
             return None
-        return expected_version + 1
+        return version
 
     @staticmethod
     def _save_row(db: sqlite3.Connection, key: str, text: str, expected_version: int,
-                  now: float, cutoff: float) -> bool:
+                  version: int, now: float, cutoff: float) -> bool:
         if expected_version == 0:
-            cursor = db.execute(_INSERT_NEW, {"key": key, "now": now, "data": text, "cutoff": cutoff})
+            cursor = db.execute(_INSERT_NEW, {"key": key, "new": version, "now": now,
+                                              "data": text, "cutoff": cutoff})
         else:
             cursor = db.execute(
                 _UPDATE,
                 {
                     "key": key,
-                    "new": expected_version + 1,
+                    "new": version,
                     "expected": expected_version,
                     "now": now,
                     "data": text,

@@ -40,6 +40,6 @@ async def test_state_that_does_not_survive_json_is_refused(
 async def test_shared_handles_see_the_same_data() -> None:
     first = MemoryStore()
     second = MemoryStore(shared_with=first)
-    await first.save(KEY, {"n": 1}, 0)
-    assert await second.load(KEY) == ({"n": 1}, 1)
+    v = await first.save(KEY, {"n": 1}, 0)
+    assert v and await second.load(KEY) == ({"n": 1}, v)
     assert await MemoryStore().load(KEY) == (None, 0)

@@ -17,8 +17,8 @@ async def test_lists_every_live_session(backend: Backend) -> None:
     store: SessionStore = backend.make()
     assert await store.sessions() == []
     await store.save("tg:1", _s("q1"), 0)
-    await store.save("tg:2", _s("q2"), 0)
-    await store.save("tg:2", _s("q3"), 1)
+    v = await store.save("tg:2", _s("q2"), 0)
+    assert v and await store.save("tg:2", _s("q3"), v)
     assert sorted(await store.sessions()) == [("tg:1", _s("q1")), ("tg:2", _s("q3"))]
 
 

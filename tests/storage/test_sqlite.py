@@ -26,12 +26,12 @@ async def test_creates_the_file_and_its_directory_in_wal_mode(tmp_path: Path) ->
 
 async def test_rows_hold_the_version_beside_the_json(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db", clock=lambda: 1000.0)
-    await store.save("tg:1", {"state": "q1"}, 0)
-    await store.save("tg:1", {"state": "q2"}, 1)
+    v = await store.save("tg:1", {"state": "q1"}, 0)
+    assert v and await store.save("tg:1", {"state": "q2"}, v)
     with sqlite3.connect(tmp_path / "s.db") as raw:
         row = raw.execute("SELECT key, version, touched_at, data FROM sessions").fetchall()
     raw.close()
-    assert row == [("tg:1", 2, 1000.0, '{"state":"q2"}')]
+    assert row == [("tg:1", v + 1, 1000.0, '{"state":"q2"}')]
     assert store.stored_bytes("tg:1") == len("tg:1") + len('{"state":"q2"}') + 16
     assert store.stored_bytes("tg:none") is None
     await store.close()
@@ -39,11 +39,11 @@ async def test_rows_hold_the_version_beside_the_json(tmp_path: Path) -> None:
 
 async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     first = SQLiteStore(tmp_path / "s.db")
-    await first.save("tg:1", {"n": 1}, 0)
+    v = await first.save("tg:1", {"n": 1}, 0)
     await first.add_audit({"key": "tg:1", "ended_at": 5.0})
     await first.close()
     second = SQLiteStore(tmp_path / "s.db")
-    assert await second.load("tg:1") == ({"n": 1}, 1)
+    assert v and await second.load("tg:1") == ({"n": 1}, v)
     assert await second.audit() == [{"key": "tg:1", "ended_at": 5.0}]
     await second.close()
 
