@@ -78,14 +78,15 @@ _ID_LEN = 32  # time + random hex in front of each audit member's JSON
 
 # KEYS: session key, and with an audit record its sorted set and this key's audit index
 # set; ARGV: the new value (the envelope: its "v" the new version, its "t" now, in ms), the
-# ttl (ms), the expected version, and the audit member, its score. Returns the new version;
+# ttl (ms), the expected version (left out when it is the new version - 1: the usual save
+# of a session that exists), and the audit member, its score. Returns the new version;
 # on conflict the stored value (the envelope, live by now) or 0 if there is none; -1 if the
 # stored value is unreadable. The audit record, if any, is added only with the session:
 # both or neither.
 _SAVE_LUA = """
 local new, now = string.match(ARGV[1], '^{"v":(%d+),"t":(%-?%d+),')
 if not new then return redis.error_reply('ERR the new value is not a session envelope') end
-local expected = tonumber(ARGV[3])
+local expected = tonumber(ARGV[3] or tonumber(new) - 1)
 local cur = redis.call('GET', KEYS[1])
 local version = 0
 if cur then
@@ -173,9 +174,12 @@ class RedisStore:
         self._save_sha = self._save.sha.encode()
         self._load_save = pack((b"SCRIPT", b"LOAD", _SAVE_LUA))  # sent if Redis lacks it
         # the parts of every usual save that never change (see _pack_saves)
-        self._save_head = b"*7\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
+        self._save_head = b"*6\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (
             len(self._save_sha), self._save_sha)
         self._save_tail = b"$%d\r\n%d\r\n" % (len(b"%d" % self._ttl_ms), self._ttl_ms)
+        # a new session's save (expected version 0, its first version random) says so
+        self._create_head = b"*7" + self._save_head[2:]
+        self._create_tail = self._save_tail + b"$1\r\n0\r\n"
         self._key_head = self.session_key("")
         self._delete = self._redis.register_script(_DELETE_LUA)
         self._audit_key = f"{prefix}audit"
@@ -264,17 +268,19 @@ class RedisStore:
 
     def _pack_saves(self, items: list[tuple[str, Session, int]]) -> list[bytes | Exception]:
         """The usual saves of one batch (``_save_command``), packed as RESP, ``EVALSHA sha 1
-        key value ttl expected``, with one clock reading for them all; a session that cannot
-        be encoded gets its TypeError instead (its save alone fails)."""
+        key value ttl`` (and ``0``, the expected version, for a new session), with one clock
+        reading for them all; a session that cannot be encoded gets its TypeError instead
+        (its save alone fails)."""
         now = self._now_ms()
-        head, tail, key_head, dumps = self._save_head, self._save_tail, self._key_head, \
-            orjson.dumps
+        head, tail, create_head, create_tail, key_head, dumps = (
+            self._save_head, self._save_tail, self._create_head, self._create_tail,
+            self._key_head, orjson.dumps)
         try:  # the usual batch: every session is JSON (the loop below finds the one that is not)
-            return [b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (
-                head, len(name := (key_head + key).encode()), name,
-                len(value := dumps({"v": expected + 1 if expected else first_version(),
-                                    "t": now, "data": data})), value, tail,
-                len(old := b"%d" % expected), old)
+            return [b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+                head if expected else create_head, len(name := (key_head + key).encode()),
+                name, len(value := dumps({"v": expected + 1 if expected else first_version(),
+                                          "t": now, "data": data})),
+                value, tail if expected else create_tail)
                 for key, data, expected in items]
         except TypeError:
             pass
@@ -287,9 +293,9 @@ class RedisStore:
                 out.append(not_json(key, exc))
                 continue
             name = (key_head + key).encode()
-            old = b"%d" % expected
-            out.append(b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (
-                head, len(name), name, len(value), value, tail, len(old), old))
+            out.append(b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+                head if expected else create_head, len(name), name, len(value), value,
+                tail if expected else create_tail))
         return out
 
     def _saved_or_current(self, reply: Any, key: str) -> int | Current:

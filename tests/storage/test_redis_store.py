@@ -108,7 +108,7 @@ def test_the_usual_save_is_packed_exactly_as_hiredis_packs_it(expected: int,
                                                     json.dumps(data, separators=(",", ":"),
                                                                ensure_ascii=False).encode())
             assert resp == pack((b"EVALSHA", store._save_sha, b"1", store.session_key(key),
-                                 value, 7000, expected))
+                                 value, 7000, *([] if expected else [0])))
 
 
 async def test_a_session_that_is_not_json_fails_its_own_save_alone(
