@@ -171,11 +171,11 @@ def cmd_console(args: argparse.Namespace, settings: Settings | None = None) -> i
     from bot.engine import Engine
 
     settings = settings or Settings.from_env()
-    from bot.flow.archive import FlowArchive
+    from bot.storage import open_flow_archive
 
     flow = _load_flow(args.flow or settings.flow)
-    engine = Engine(flow, placeholders=settings.placeholders,
-                    archive=FlowArchive(settings.flow_archive))
+    archive = open_flow_archive(settings.store, settings.flow_archive)
+    engine = Engine(flow, placeholders=settings.placeholders, archive=archive)
 
     async def main() -> int:
         from bot.storage.base import StoreError
@@ -186,6 +186,7 @@ def cmd_console(args: argparse.Namespace, settings: Settings | None = None) -> i
         except StoreError as exc:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
+        archive.publish()
         try:
             await Console(engine, store, key=f"console:{args.session}", lang=args.lang).run()
         finally:

@@ -33,6 +33,9 @@ class FlowArchive:
         except OSError as exc:
             logger.warning("could not archive flow version %s: %s", flow.hash, exc)
 
+    def publish(self) -> None:
+        """Nothing to share: the folder is written at once (see ``SharedFlowArchive``)."""
+
     def load(self, flow_hash: str) -> Flow | None:
         if not flow_hash.isalnum():
             return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .base import (
@@ -47,6 +48,7 @@ __all__ = [
     "StoreClosed",
     "StoreConfigError",
     "StoreError",
+    "open_flow_archive",
     "open_store",
 ]
 
@@ -142,6 +144,23 @@ def open_store(
         seen_ttl_seconds=seen_ttl_seconds,
         clock=clock,
     )
+
+
+def open_flow_archive(setting: str | None, folder: str | Path, *,
+                      redis_prefix: str = "triage:") -> Any:
+    """Where the flow versions that served patients are kept: the folder (``FLOW_ARCHIVE``),
+    and with a Redis ``BOT_STORE`` Redis too, shared by every instance
+    (``flow_versions.SharedFlowArchive``). Never raises and connects lazily (a malformed
+    or unreachable setting is ``open_store``'s to report)."""
+    from bot.flow.archive import FlowArchive
+
+    local = FlowArchive(folder)
+    text = (setting or "").strip()
+    if not text.lower().startswith(("redis://", "rediss://")):
+        return local
+    from .flow_versions import SharedFlowArchive
+
+    return SharedFlowArchive(local, text, prefix=redis_prefix)
 
 
 def _redact(setting: str) -> str:

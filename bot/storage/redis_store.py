@@ -9,6 +9,7 @@ Keys, all under ``prefix`` (default ``"triage:"``):
 - ``{prefix}audit``          a sorted set of audit records (member = 32-hex unique id + JSON,
   score = the record's time), and ``{prefix}audit:k:{key}`` a set indexing the members of
   one session key, so ``delete(key)`` removes exactly that key's records.
+- ``{prefix}flow:{hash}``    the YAML of each flow version served (``flow_versions``).
 
 ``save`` is a Lua script (GET, compare the version, SET with the TTL) and ``delete`` is a
 Lua script too, so both are atomic across processes. Loads and saves go through one

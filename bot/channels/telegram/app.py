@@ -783,14 +783,13 @@ async def _housekeeping(store: Any, stop: asyncio.Event, every: float = 3600.0) 
 def run(settings: Settings) -> int:
     """`python bot.py` with a token: build everything, check it, serve."""
     from bot.cli import _load_flow
-    from bot.flow.archive import FlowArchive
     from bot.staff.audit import audit_record
-    from bot.storage import open_store
+    from bot.storage import open_flow_archive, open_store
     from bot.storage.base import StoreError
 
     flow = _load_flow(settings.flow)
-    engine = Engine(flow, placeholders=settings.placeholders,
-                    archive=FlowArchive(settings.flow_archive))
+    archive = open_flow_archive(settings.store, settings.flow_archive)
+    engine = Engine(flow, placeholders=settings.placeholders, archive=archive)
 
     async def main() -> int:
         try:
@@ -799,6 +798,7 @@ def run(settings: Settings) -> int:
         except StoreError as exc:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2
+        archive.publish()  # the flow versions served, for the other instances too
         logger.info("running on the %s event loop (BOT_EVENT_LOOP=%s)",
                     eventloop.name(asyncio.get_running_loop()), settings.event_loop)
         service = ConversationService(engine, store, secret=settings.pseudonym_key,
