@@ -178,6 +178,38 @@ async def test_forget_deletes_the_conversation(api: FakeBotAPI, tmp_path: Path) 
         assert (await run.store.load("tg:1007"))[0] is None
 
 
+async def test_redelivered_updates_outside_the_conversation_send_nothing_twice(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """/help, a sticker, /forget and its buttons are not steps of the conversation (the
+    session does not keep their ids): Telegram delivering one again must not send its
+    answer again, nor forget twice."""
+    async with running_bot(api, tmp_path / "s.db") as run:
+        ivy = api.user(1010, "Ivy")
+        await ivy.send_command("/start")
+        await api.wait_idle()
+        again = [await ivy.send_command("/help"), await ivy.send_sticker()]
+        await api.wait_idle()
+        ask = await ivy.send_command("/forget")
+        await api.wait_idle()
+        yes = await ivy.tap(ivy.chat.last_bot_message, "Yes, delete everything")
+        await api.wait_idle()
+        assert last_text(ivy).startswith("Done. Your answers")
+        sent = len(ivy.chat.bot_messages)
+        await ivy.send_command("/start")  # a new conversation after the forget
+        await api.wait_idle()
+        assert len(ivy.chat.bot_messages) > sent
+        sent = len(ivy.chat.bot_messages)
+        stored = await run.store.load("tg:1010")
+        for update in [*again, ask, yes]:
+            api.enqueue_raw(update)  # Telegram delivers each again
+        await api.wait_idle()
+        assert len(ivy.chat.bot_messages) == sent
+        assert await run.store.load("tg:1010") == stored  # the new conversation is kept
+        await ivy.send_command("/help")  # a new /help is answered as ever
+        await api.wait_idle()
+        assert len(ivy.chat.bot_messages) == sent + 1
+
+
 async def test_duplicate_update_changes_nothing(api: FakeBotAPI, tmp_path: Path) -> None:
     async with running_bot(api, tmp_path / "s.db") as run:
         hal = api.user(1008, "Hal")

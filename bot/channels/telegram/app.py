@@ -187,10 +187,29 @@ class TelegramBot:
         code = (user.language_code or "")[:2].lower() if user else ""
         return code if code in self.engine.flow.languages else None
 
+    @staticmethod
+    def _kept_in_session(update: Update) -> bool:
+        """Whether a redelivery of this update is recognised by the session, which keeps the
+        ids of the updates it applied (atomically with the step): the answers (a typed one,
+        a conversation button) and /start, /back and /restart."""
+        if update.callback_query is not None:
+            return parse_button_data(update.callback_query.data or "") is not None
+        text = update.message.text if update.message is not None else None
+        if text is None:
+            return False
+        if not text.startswith("/"):
+            return True
+        return text.split()[0][1:].split("@")[0].lower() in ("start", "back", "restart")
+
     async def _private(self, update: Update, key: str) -> None:
         lang = self._user_lang(update)
         uid = update.update_id
         chat_id = update.effective_chat.id  # type: ignore[union-attr]
+        if not self._kept_in_session(update) and not await self.service.store.mark_update(uid):
+            # Telegram delivered it again (or to two instances): the /forget buttons, /help,
+            # a sticker... were answered once already; nothing is sent twice
+            logger.info("update %s seen before: ignored", uid)
+            return
         if update.callback_query is not None:
             await self._callback(update, key, lang)
             return
