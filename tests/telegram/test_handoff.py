@@ -141,3 +141,27 @@ async def test_logs_hold_no_health_data(api: FakeBotAPI, tmp_path: Path,
     for secret in ("my secret back story", "5550142", "555 0142", "987654321",
                    "duration_days", "routine"):
         assert secret not in text, secret
+
+
+async def test_a_phone_number_delivered_again_is_one_request(api: FakeBotAPI,
+                                                              tmp_path: Path) -> None:
+    """Telegram delivers the typed number (or the consent tap) again: the staff get one card
+    and the patient one thank-you; the conversation is not given the number as an answer."""
+    staff = api.group(STAFF, "Clinic staff")
+    async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF) as run:
+        pat = api.user(2005, "Lu")
+        await to_routine(api, pat)
+        request = await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
+        await api.wait_idle()
+        consent = await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
+        await api.wait_idle()
+        number = await pat.send_text("817 555 0100")
+        await api.wait_idle()
+        assert last_text(pat).startswith("Thank you. The clinic has your request")
+        cards, sent = len(staff.bot_messages), len(pat.chat.bot_messages)
+        stored = await run.store.load("tg:2005")
+        for update in (number, consent, request):
+            api.enqueue_raw(update)
+        await api.wait_idle()
+        assert (len(staff.bot_messages), len(pat.chat.bot_messages)) == (cards, sent)
+        assert await run.store.load("tg:2005") == stored

@@ -222,8 +222,11 @@ class Handoff:
         if msg is None or msg.text is None:
             return False
         data, version = await bot.service.load(key)
-        if ((data or {}).get("meta", {}).get("handoff") or {}).get("state") != "phone":
-            return False
+        handoff = (data or {}).get("meta", {}).get("handoff") or {}
+        if handoff.get("state") != "phone":  # (the number itself, delivered again: taken)
+            return bool(handoff.get("update") == update.update_id)
+        if not await bot.service.store.mark_update(update.update_id):
+            return True  # the same message again, or on another instance at once
         return await self._got_phone(bot, update, key, data or {}, version,
                                      valid_phone(msg.text))
 
@@ -245,7 +248,8 @@ class Handoff:
         card_id = await self._post(bot, card, InlineKeyboardMarkup([[InlineKeyboardButton(
             "✅ Called back", callback_data=f"h|done|{chat.id}")]]))
         await bot.service.update_meta(key, version, {"handoff": {
-            "state": "sent", "phone": phone, "card": card_id, "at": time.time()}})
+            "state": "sent", "phone": phone, "card": card_id, "at": time.time(),
+            "update": update.update_id}})
         await bot._call(chat.id, bot.app.bot.send_message,  # type: ignore[union-attr]
                         chat.id, tr("sent", lang, phone=phone), reply_markup=ReplyKeyboardRemove())
         logger.info("appointment request from %s sent to the staff chat",
