@@ -165,3 +165,30 @@ async def test_a_phone_number_delivered_again_is_one_request(api: FakeBotAPI,
         await api.wait_idle()
         assert (len(staff.bot_messages), len(pat.chat.bot_messages)) == (cards, sent)
         assert await run.store.load("tg:2005") == stored
+
+
+async def test_called_back_tapped_twice_or_delivered_again_tells_the_patient_once(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    staff = api.group(STAFF, "Clinic staff")
+    nurse = api.user(6, "Nia")
+    async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF):
+        pat = api.user(2006, "Mo")
+        await to_routine(api, pat)
+        await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
+        await api.wait_idle()
+        await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
+        await api.wait_idle()
+        await pat.send_text("817 555 0100")
+        await api.wait_idle()
+        card = staff.last_bot_message
+        assert card is not None
+        taps = [await nurse.tap(card, "✅ Called back"), await nurse.tap(card, "✅ Called back")]
+        await api.wait_idle()
+        api.enqueue_raw(taps[0])  # and Telegram delivers the first again
+        await api.wait_idle()
+        handled = [m for m in pat.chat.bot_messages
+                   if str(m.text).startswith("The clinic has marked your appointment")]
+        assert len(handled) == 1
+        assert str(staff.message(card.message_id).text).count("✅ Called back by Nia") == 1
+        answers = [c.params.get("text") for c in api.calls("answerCallbackQuery")]
+        assert "Already marked as called back" in answers

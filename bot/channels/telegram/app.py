@@ -156,8 +156,9 @@ class TelegramBot:
             return  # nothing private to answer
         if self.handoff is not None and update.callback_query is not None and \
                 chat.id == self.settings.staff_chat_id:
-            try:  # "Called back" on a card in the staff chat
-                await self.handoff.on_callback(self, update, f"tg:{chat.id}")
+            try:  # "Called back" on a card in the staff chat (once, if delivered again)
+                if await self.service.store.mark_update(update.update_id):
+                    await self.handoff.on_callback(self, update, f"tg:{chat.id}")
             except Exception:
                 self.metrics.error("handler")
                 logger.exception("staff chat button failed")

@@ -259,6 +259,14 @@ class Handoff:
     async def _called_back(self, bot: TelegramBot, update: Update, chat_ref: str) -> None:
         cq = update.callback_query
         assert cq is not None
+        patient_chat = int(chat_ref) if chat_ref.lstrip("-").isdigit() else None
+        key = f"tg:{patient_chat}"
+        data, version = await bot.service.load(key) if patient_chat is not None else (None, 0)
+        handoff = dict(((data or {}).get("meta") or {}).get("handoff") or {})
+        card = cq.message.message_id if cq.message is not None else None
+        if handoff.get("state") == "called_back" and handoff.get("card") == card:
+            await bot._answer_cq(cq, "Already marked as called back")  # a second tap
+            return
         await bot._answer_cq(cq, "Marked as called back")
         who = update.effective_user.first_name if update.effective_user else "staff"
         if cq.message is not None:
@@ -266,15 +274,9 @@ class Handoff:
             stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             await bot._edit(self.staff_chat_id, cq.message.message_id,
                             f"{text}\n\n✅ Called back by {html.escape(who)} at {stamp}")
-        if not chat_ref.lstrip("-").isdigit():
-            return
-        patient_chat = int(chat_ref)
-        key = f"tg:{patient_chat}"
-        data, version = await bot.service.load(key)
-        if not data:
-            return  # the patient asked to be forgotten
+        if patient_chat is None or not data:
+            return  # (not data: the patient asked to be forgotten)
         lang = data.get("lang") or "en"
-        handoff = dict((data.get("meta") or {}).get("handoff") or {})
         handoff["state"] = "called_back"
         await bot.service.update_meta(key, version, {"handoff": handoff})
         await bot._send(patient_chat, [_out(tr("called_back", lang,
