@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,27 @@ async def test_redelivered_updates_outside_the_conversation_send_nothing_twice(
         await ivy.send_command("/help")  # a new /help is answered as ever
         await api.wait_idle()
         assert len(ivy.chat.bot_messages) == sent + 1
+
+
+async def test_an_update_id_used_again_for_another_message_is_answered(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Only a true redelivery is ignored: a Bot API double that numbers its updates from 1
+    again (or another chat's update under the same id) is a new message."""
+    async with running_bot(api, tmp_path / "s.db"):
+        jo, kim = api.user(1011, "Jo"), api.user(1012, "Kim")
+        first = await jo.send_command("/help")
+        await api.wait_idle()
+        replies = len(jo.chat.bot_messages)
+        assert replies == 1
+        other = json.loads(json.dumps(first))
+        other["message"]["chat"]["id"] = other["message"]["from"]["id"] = 1012
+        api.enqueue_raw(other)  # kim's /help under jo's update id
+        again = json.loads(json.dumps(first))
+        again["message"]["message_id"] += 100
+        api.enqueue_raw(again)  # jo's next /help under the same id
+        await api.wait_idle()
+        assert len(kim.chat.bot_messages) == 1
+        assert len(jo.chat.bot_messages) == replies + 1
 
 
 async def test_duplicate_update_changes_nothing(api: FakeBotAPI, tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ class Handoff:
         handoff = (data or {}).get("meta", {}).get("handoff") or {}
         if handoff.get("state") != "phone":  # (the number itself, delivered again: taken)
             return bool(handoff.get("update") == update.update_id)
-        if not await bot.service.store.mark_update(update.update_id):
+        if not await bot.first_delivery(update):
             return True  # the same message again, or on another instance at once
         return await self._got_phone(bot, update, key, data or {}, version,
                                      valid_phone(msg.text))
