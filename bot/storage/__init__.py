@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from .base import (
@@ -34,6 +34,11 @@ from .base import (
     StoreConfigError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from bot.flow.archive import FlowArchive
+
+    from .flow_versions import SharedFlowArchive
 
 __all__ = [
     "ACCEPTED",
@@ -147,7 +152,7 @@ def open_store(
 
 
 def open_flow_archive(setting: str | None, folder: str | Path, *,
-                      redis_prefix: str = "triage:") -> Any:
+                      redis_prefix: str = "triage:") -> FlowArchive | SharedFlowArchive:
     """Where the flow versions that served patients are kept: the folder (``FLOW_ARCHIVE``),
     and with a Redis ``BOT_STORE`` Redis too, shared by every instance
     (``flow_versions.SharedFlowArchive``). Never raises and connects lazily (a malformed

@@ -88,6 +88,11 @@ class PerChatProcessor(BaseUpdateProcessor):
         return None
 
 
+def _command_name(text: str) -> str:
+    """``/Start@our_bot now`` -> ``start``."""
+    return text.split()[0][1:].split("@")[0].lower()
+
+
 class TelegramBot:
     """Turns Telegram updates into engine inputs and engine replies into messages."""
 
@@ -213,7 +218,7 @@ class TelegramBot:
             return False
         if not text.startswith("/"):
             return True
-        return text.split()[0][1:].split("@")[0].lower() in ("start", "back", "restart")
+        return _command_name(text) in ("start", "back", "restart")
 
     async def _private(self, update: Update, key: str) -> None:
         lang = self._user_lang(update)
@@ -250,7 +255,7 @@ class TelegramBot:
     async def _command(self, update: Update, key: str, text: str, lang: str | None) -> None:
         chat_id = update.effective_chat.id  # type: ignore[union-attr]
         uid = update.update_id
-        name = text.split()[0][1:].split("@")[0].lower()
+        name = _command_name(text)
         data, _ = await self.service.load(key)
         slang = (data or {}).get("lang") or lang or self.engine.flow.default_language
         if name == "start":
