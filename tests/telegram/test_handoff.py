@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bot.channels.telegram.handoff import valid_phone
 from tests.fakebotapi import FakeBotAPI
@@ -24,6 +25,18 @@ async def to_routine(api: FakeBotAPI, user: object) -> None:
     for step in ("More than 6 weeks", "About the same", "No", "None of these"):
         await u.tap(u.chat.last_bot_message, step)  # type: ignore[attr-defined]
         await api.wait_idle()
+
+
+async def request_appointment(api: FakeBotAPI, user: object, phone: str) -> list[Any]:
+    """From the routine outcome: request, consent, the number typed; their updates."""
+    u: Any = user
+    updates = [await u.tap(u.chat.last_bot_message, "📅 Request an appointment")]
+    await api.wait_idle()
+    updates.append(await u.tap(u.chat.last_bot_message, "Yes, share my answers"))
+    await api.wait_idle()
+    updates.append(await u.send_text(phone))
+    await api.wait_idle()
+    return updates
 
 
 def test_phone_numbers() -> None:
@@ -102,12 +115,7 @@ async def test_forget_removes_the_phone_number(api: FakeBotAPI, tmp_path: Path) 
     async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF) as run:
         pat = api.user(2004, "Fo")
         await to_routine(api, pat)
-        await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
-        await api.wait_idle()
-        await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
-        await api.wait_idle()
-        await pat.send_text("817 555 0199")
-        await api.wait_idle()
+        await request_appointment(api, pat, "817 555 0199")
         data, _ = await run.store.load("tg:2004")
         assert data is not None and data["meta"]["handoff"]["phone"] == "8175550199"
         await pat.send_command("/forget")
@@ -151,12 +159,7 @@ async def test_a_phone_number_delivered_again_is_one_request(api: FakeBotAPI,
     async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF) as run:
         pat = api.user(2005, "Lu")
         await to_routine(api, pat)
-        request = await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
-        await api.wait_idle()
-        consent = await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
-        await api.wait_idle()
-        number = await pat.send_text("817 555 0100")
-        await api.wait_idle()
+        request, consent, number = await request_appointment(api, pat, "817 555 0100")
         assert last_text(pat).startswith("Thank you. The clinic has your request")
         cards, sent = len(staff.bot_messages), len(pat.chat.bot_messages)
         stored = await run.store.load("tg:2005")
@@ -174,12 +177,7 @@ async def test_called_back_tapped_twice_or_delivered_again_tells_the_patient_onc
     async with running_bot(api, tmp_path / "s.db", STAFF_CHAT_ID=STAFF):
         pat = api.user(2006, "Mo")
         await to_routine(api, pat)
-        await pat.tap(pat.chat.last_bot_message, "📅 Request an appointment")
-        await api.wait_idle()
-        await pat.tap(pat.chat.last_bot_message, "Yes, share my answers")
-        await api.wait_idle()
-        await pat.send_text("817 555 0100")
-        await api.wait_idle()
+        await request_appointment(api, pat, "817 555 0100")
         card = staff.last_bot_message
         assert card is not None
         taps = [await nurse.tap(card, "✅ Called back"), await nurse.tap(card, "✅ Called back")]
