@@ -198,12 +198,15 @@ class TelegramBot:
         """False when this update was handled before (Telegram delivered it again, or to
         two instances at once): marked in the store (``mark_update``, atomic), by its id
         together with its chat and message or button press, so that a test double that
-        numbers its updates from 1 again cannot make a new message look like an old one."""
+        numbers its updates from 1 again cannot make a new message look like an old one.
+        The mark is a keyed hash of those (``PSEUDONYM_KEY``): no chat can be read back
+        from it, before it expires a day later (it outlives /forget)."""
         cq = update.callback_query
         msg = update.effective_message
         what = (update.update_id, update.effective_chat.id if update.effective_chat else 0,
                 cq.id if cq is not None else msg.message_id if msg is not None else 0)
-        digest = hashlib.blake2b(repr(what).encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(repr(what).encode(), digest_size=8,
+                                 key=self.settings.pseudonym_key.encode()[:64]).digest()
         return await self.service.store.mark_update(int.from_bytes(digest) >> 1)
 
     @staticmethod
