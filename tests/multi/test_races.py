@@ -135,3 +135,35 @@ async def test_late_channel_data_of_an_older_update_does_not_overwrite_newer(
                               {"qmsg": {"id": 3, "step": "bladder_check"}}, replied=2)  # A late
     data, _ = await service.load("tg:1")
     assert data is not None and data["meta"]["qmsg"] == {"id": 4, "step": "age"}
+
+
+async def test_called_back_by_two_nurses_on_two_instances_at_once_is_marked_once(
+        redis_url: str) -> None:
+    """Both instances read the request as not yet called back (their reads go out together);
+    the compare-and-set lets one mark it, and the other learns it was already."""
+    from types import SimpleNamespace
+
+    from bot.channels.telegram.handoff import Handoff
+    from bot.engine import Engine, Start
+
+    loaded, problems = load_flow(DEMO)
+    assert loaded is not None, problems
+    stores = [open_store(redis_url), open_store(redis_url)]
+    services = [ConversationService(Engine(loaded), s) for s in stores]
+    try:
+        res = await services[0].step("tg:1", Start("en"), update_id=1)
+        await services[0].update_meta("tg:1", res.version, {"handoff": {
+            "state": "sent", "phone": "8175550100", "card": 77}})
+        handoff = Handoff(-100, "(817) 555-0100")
+        outcomes = await asyncio.gather(*(
+            handoff._mark_called_back(SimpleNamespace(service=s), "tg:1", 77)  # type: ignore
+            for s in services))
+        assert sorted(outcomes) == [("already", ""), ("marked", "en")]
+        data, _ = await stores[0].load("tg:1")
+        assert data is not None and data["meta"]["handoff"]["state"] == "called_back"
+        # a tap on an older card (the patient asked again since) marks nothing
+        assert await handoff._mark_called_back(
+            SimpleNamespace(service=services[1]), "tg:1", 76) == ("gone", "")  # type: ignore
+    finally:
+        for s in stores:
+            await s.close()

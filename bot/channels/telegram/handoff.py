@@ -259,13 +259,12 @@ class Handoff:
     async def _called_back(self, bot: TelegramBot, update: Update, chat_ref: str) -> None:
         cq = update.callback_query
         assert cq is not None
-        patient_chat = int(chat_ref) if chat_ref.lstrip("-").isdigit() else None
-        key = f"tg:{patient_chat}"
-        data, version = await bot.service.load(key) if patient_chat is not None else (None, 0)
-        handoff = dict(((data or {}).get("meta") or {}).get("handoff") or {})
         card = cq.message.message_id if cq.message is not None else None
-        if handoff.get("state") == "called_back" and handoff.get("card") == card:
-            await bot._answer_cq(cq, "Already marked as called back")  # a second tap
+        patient_chat = int(chat_ref) if chat_ref.lstrip("-").isdigit() else None
+        done, lang = await self._mark_called_back(bot, f"tg:{patient_chat}", card) \
+            if patient_chat is not None else ("gone", "")
+        if done == "already":  # a second tap, or a nurse on the other instance was quicker
+            await bot._answer_cq(cq, "Already marked as called back")
             return
         await bot._answer_cq(cq, "Marked as called back")
         who = update.effective_user.first_name if update.effective_user else "staff"
@@ -274,13 +273,28 @@ class Handoff:
             stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             await bot._edit(self.staff_chat_id, cq.message.message_id,
                             f"{text}\n\n✅ Called back by {html.escape(who)} at {stamp}")
-        if patient_chat is None or not data:
-            return  # (not data: the patient asked to be forgotten)
-        lang = data.get("lang") or "en"
-        handoff["state"] = "called_back"
-        await bot.service.update_meta(key, version, {"handoff": handoff})
-        await bot._send(patient_chat, [_out(tr("called_back", lang,
-                                               clinic_phone=self.clinic_phone))])
+        if patient_chat is not None and done == "marked":
+            await bot._send(patient_chat, [_out(tr("called_back", lang,
+                                                   clinic_phone=self.clinic_phone))])
+
+    async def _mark_called_back(self, bot: TelegramBot, key: str,
+                                card: int | None) -> tuple[str, str]:
+        """Mark the request on ``card`` called back, as a compare-and-set: ("marked", the
+        patient's language) when this tap did it, ("already", "") when it was marked before,
+        ("gone", "") when there is nothing to mark (the patient asked to be forgotten)."""
+        for _attempt in range(3):
+            data, version = await bot.service.load(key)
+            if not data:
+                return "gone", ""
+            handoff = dict((data.get("meta") or {}).get("handoff") or {})
+            if handoff.get("card") != card:  # a request the patient has made again since
+                return "gone", ""
+            if handoff.get("state") == "called_back":
+                return "already", ""
+            handoff["state"] = "called_back"
+            if await bot.service.update_meta(key, version, {"handoff": handoff}) is not None:
+                return "marked", str(data.get("lang") or "en")
+        return "gone", ""  # the conversation keeps moving: no message rather than two
 
     async def forget(self, key: str) -> None:
         """The session (with the phone number) is deleted by the service; nothing else kept."""
