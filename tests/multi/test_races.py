@@ -30,6 +30,7 @@ from .harness import (
     last_message_id,
     tap_data,
     tap_update,
+    text_update,
     wait_for_screen,
 )
 from .patient import Mischief, Patient
@@ -101,6 +102,22 @@ async def test_update_delivered_to_both_instances_is_answered_once(
         assert history_of(data) == [("red_flags", [])]  # the step itself is not doubled
         shown = [m for m in bo.chat.bot_messages if m.message_id > after]
         assert len(shown) == 1, [m.text for m in shown]
+
+
+async def test_help_and_forget_delivered_to_both_instances_are_answered_once(
+        api: FakeBotAPI, redis_url: str, tmp_path: Path, flow: Flow) -> None:
+    """Updates outside the conversation are marked as seen in Redis (SET NX): of two
+    instances given the same one at once, one answers it."""
+    async with cluster(api, redis_url, tmp_path) as run:
+        eve = api.user(805, "Eve")
+        await walk(api, run, flow, eve, [START])
+        sent = len(eve.chat.bot_messages)
+        await run.telegram.deliver_to_all(text_update(eve, run.telegram.new_update_id(),
+                                                      "/help"))
+        await run.telegram.deliver_to_all(text_update(eve, run.telegram.new_update_id(),
+                                                      "/forget"))
+        await api.wait_idle(quiet=1.0, timeout=30)
+        assert len(eve.chat.bot_messages) == sent + 2  # the help, and the question
 
 
 async def test_double_tap_on_back_button_on_two_instances_goes_back_once(
