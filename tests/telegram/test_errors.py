@@ -3,6 +3,7 @@ network errors and slow answers are retried."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,29 @@ async def test_an_update_a_crash_left_unanswered_is_answered_once_after_a_restar
         assert len(dee.chat.bot_messages) == before[dee.id]
         assert len(eve.chat.bot_messages) == before[eve.id]
         assert await run.bot.answer_unanswered(started) == 0  # once only
+
+
+async def test_two_instances_restarted_together_give_the_late_answer_once(
+        api: FakeBotAPI, tmp_path: Path) -> None:
+    """Both instances list the same cut answer at start-up and answer together: one sends."""
+    import time
+
+    async with running_bot(api, tmp_path / "s.db") as run:
+        gil = api.user(3120, "Gil")
+        await gil.send_command("/start")
+        await api.wait_idle()
+        started = time.time()
+        data, version = await run.store.load("tg:3120")
+        assert data is not None
+        data["meta"]["replied"].remove(data["updates"][-1])
+        data["updated"] = started - 1
+        assert await run.store.save("tg:3120", data, version) == version + 1
+        n = len(gil.chat.bot_messages)
+        found = await run.bot.unanswered(started)
+        assert sorted(await asyncio.gather(run.bot.answer_unanswered(started, found),
+                                           run.bot.answer_unanswered(started, found))) == [0, 1]
+        await api.wait_idle()
+        assert len(gil.chat.bot_messages) == n + 1
 
 
 async def test_an_unanswered_update_that_moves_on_in_the_grace_is_left_to_the_live_instance(

@@ -203,8 +203,13 @@ class TelegramBot:
         from it, before it expires a day later (it outlives /forget)."""
         cq = update.callback_query
         msg = update.effective_message
-        what = (update.update_id, update.effective_chat.id if update.effective_chat else 0,
-                cq.id if cq is not None else msg.message_id if msg is not None else 0)
+        return await self._claim(
+            update.update_id, update.effective_chat.id if update.effective_chat else 0,
+            cq.id if cq is not None else msg.message_id if msg is not None else 0)
+
+    async def _claim(self, *what: object) -> bool:
+        """True for the first instance to claim ``what`` in the store (for a day), False
+        for any later claim: a keyed hash marked with ``mark_update``."""
         digest = hashlib.blake2b(repr(what).encode(), digest_size=8,
                                  key=self.settings.pseudonym_key.encode()[:64]).digest()
         return await self.service.store.mark_update(int.from_bytes(digest) >> 1)
@@ -503,8 +508,9 @@ class TelegramBot:
                 data, _ = await self.service.load(key)
                 if (not data or (data.get("updates") or [None])[-1] != uid
                         or data.get("updated") != updated
-                        or uid in ((data.get("meta") or {}).get("replied") or [])):
-                    continue
+                        or uid in ((data.get("meta") or {}).get("replied") or [])
+                        or not await self._claim("late", key, uid)):
+                    continue  # (claimed: all instances restarted at once, one answers)
                 lang = data.get("lang")
                 await self._view(int(key[3:]), key, lang, t("late", lang or "en"), uid=uid)
                 answered += 1
