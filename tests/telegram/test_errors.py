@@ -166,6 +166,16 @@ async def test_a_timed_out_request_is_retried(api: FakeBotAPI, tmp_path: Path) -
         assert run.bot.metrics.errors.get("handler", 0) == 0
 
 
+async def cut_answer(store: Any, key: str, updated: float) -> None:
+    """As a crash leaves a session: its last step saved (at ``updated``), the answer to
+    that update never sent."""
+    data, version = await store.load(key)
+    assert data is not None
+    data["meta"]["replied"].remove(data["updates"][-1])
+    data["updated"] = updated
+    assert await store.save(key, data, version) == version + 1
+
+
 async def test_an_update_a_crash_left_unanswered_is_answered_once_after_a_restart(
         api: FakeBotAPI, tmp_path: Path) -> None:
     import time
@@ -179,12 +189,7 @@ async def test_an_update_a_crash_left_unanswered_is_answered_once_after_a_restar
         started = time.time()
         # as a crash leaves them: the step saved, its answer never sent
         for user, updated in ((cy, started - 60), (dee, started + 1), (eve, started - 7200)):
-            key = f"tg:{user.id}"
-            data, version = await run.store.load(key)
-            assert data is not None
-            data["meta"]["replied"].remove(data["updates"][-1])
-            data["updated"] = updated
-            assert await run.store.save(key, data, version) == version + 1
+            await cut_answer(run.store, f"tg:{user.id}", updated)
         before = {u.id: len(u.chat.bot_messages) for u in (cy, dee, eve)}
         assert await run.bot.answer_unanswered(started) == 1
         await api.wait_idle()
@@ -207,11 +212,7 @@ async def test_two_instances_restarted_together_give_the_late_answer_once(
         await gil.send_command("/start")
         await api.wait_idle()
         started = time.time()
-        data, version = await run.store.load("tg:3120")
-        assert data is not None
-        data["meta"]["replied"].remove(data["updates"][-1])
-        data["updated"] = started - 1
-        assert await run.store.save("tg:3120", data, version) == version + 1
+        await cut_answer(run.store, "tg:3120", started - 1)
         n = len(gil.chat.bot_messages)
         found = await run.bot.unanswered(started)
         assert sorted(await asyncio.gather(run.bot.answer_unanswered(started, found),
@@ -231,11 +232,7 @@ async def test_an_unanswered_update_that_moves_on_in_the_grace_is_left_to_the_li
         await fay.send_command("/start")
         await api.wait_idle()
         started = time.time()
-        data, version = await run.store.load("tg:3110")
-        assert data is not None
-        data["meta"]["replied"].remove(data["updates"][-1])  # its answer still on the way
-        data["updated"] = started - 1
-        assert await run.store.save("tg:3110", data, version) == version + 1
+        await cut_answer(run.store, "tg:3110", started - 1)  # its answer still on the way
         found = await run.bot.unanswered(started)
         assert list(found) == ["tg:3110"]
         await fay.tap(fay.chat.last_bot_message, "None of these")  # the patient goes on
