@@ -55,6 +55,10 @@ class FlowWatcher:
         self._polled = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # the edit the callback being called is about, as the polls saw the file: (mtime_ns,
+        # size, sha256), the same for every instance watching one shared file; None for a
+        # missing file and when /reload asked (``reload_now``)
+        self.change: _Seen = None
 
     # -- control -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -94,6 +98,7 @@ class FlowWatcher:
             self._last = seen
             self._acted = seen[2] if seen is not None else "missing"
             flow, problems = await self._check(data)
+            self.change = None
             await self._settle(flow, problems)
             return flow, problems
 
@@ -123,6 +128,7 @@ class FlowWatcher:
                 return
             self._acted = acted
             flow, problems = await self._check(data)
+            self.change = seen
             await self._settle(flow, problems)
 
     async def _check(self, data: bytes | None) -> tuple[Flow | None, list[Problem]]:

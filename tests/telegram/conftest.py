@@ -32,6 +32,31 @@ class Running:
     settings: Settings
 
 
+class FlakyStore:
+    """The real store, except that the next `fail` calls of the armed methods raise."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.methods: set[str] = set()
+        self.fail = 0
+
+    def arm(self, *methods: str, times: int = 1) -> None:
+        self.methods, self.fail = set(methods), times
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.store, name)
+        if name not in self.methods:
+            return real
+
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
+            if self.fail > 0:
+                self.fail -= 1
+                raise RuntimeError("the disk is on fire")
+            return await real(*args, **kwargs)
+
+        return flaky
+
+
 @contextlib.asynccontextmanager
 async def running_bot(api: FakeBotAPI, db: Path, *, webhook: bool = False,
                       flow: Path = DEMO, bot_class: type[TelegramBot] = TelegramBot,

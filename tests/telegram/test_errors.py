@@ -12,35 +12,10 @@ import pytest
 
 from tests.fakebotapi import FakeBotAPI
 
-from .conftest import last_text, running_bot
+from .conftest import FlakyStore, last_text, running_bot
 
 SORRY = "Sorry, something went wrong on our side. Please try again."
 FIRST_QUESTION = "Since the pain started, have you had any of these?"
-
-
-class FlakyStore:
-    """The real store, except that the next `fail` calls of the armed methods raise."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.methods: set[str] = set()
-        self.fail = 0
-
-    def arm(self, *methods: str, times: int = 1) -> None:
-        self.methods, self.fail = set(methods), times
-
-    def __getattr__(self, name: str) -> Any:
-        real = getattr(self.store, name)
-        if name not in self.methods:
-            return real
-
-        async def flaky(*args: Any, **kwargs: Any) -> Any:
-            if self.fail > 0:
-                self.fail -= 1
-                raise RuntimeError("the disk is on fire")
-            return await real(*args, **kwargs)
-
-        return flaky
 
 
 async def test_a_crash_in_a_handler_still_answers_with_the_current_question(

@@ -6,10 +6,13 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.fakebotapi import FakeBotAPI
 
-from .conftest import DEMO, last_text, running_bot
+from .conftest import DEMO, FlakyStore, last_text, running_bot
 
 STAFF = -100555
 
@@ -57,3 +60,36 @@ async def test_valid_edit_live_broken_edit_refused(api: FakeBotAPI, tmp_path: Pa
         await admin.send_command("/reload")
         await api.wait_idle()
         assert last_text(admin).startswith("Refused: 1 error(s)")
+
+
+async def test_a_flow_notice_goes_out_when_the_store_cannot_be_asked(
+        api: FakeBotAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The claim that keeps several instances from announcing one edit each is best effort:
+    with the store down the edit is still announced (and still goes live), and /reload
+    always answers the staff chat, even for a version already announced."""
+    flow = tmp_path / "flow.yaml"
+    shutil.copy(DEMO, flow)
+    staff = api.group(STAFF, "Clinic staff")
+    flaky: list[FlakyStore] = []
+
+    def wrap(store: Any) -> FlakyStore:
+        flaky.append(FlakyStore(store))
+        return flaky[0]
+
+    async with running_bot(api, tmp_path / "s.db", flow=flow, wrap_store=wrap,
+                           STAFF_CHAT_ID=STAFF, ADMIN_IDS="77") as run:
+        flaky[0].arm("mark_update", times=100)
+        old = run.bot.engine.flow.hash
+        flow.write_text(flow.read_text().replace("Since the pain started", "Since it started"))
+        await api.wait_for(lambda: staff.last_bot_message is not None, timeout=10)
+        assert "is live for new conversations" in str(staff.last_bot_message.text)  # type: ignore
+        assert run.bot.engine.flow.hash != old
+        assert any("could not check whether another instance announced" in r.getMessage()
+                   for r in caplog.records)
+        flaky[0].arm()
+        admin = api.user(77, "Ada")
+        await admin.send_command("/reload")
+        await api.wait_idle()
+        assert last_text(admin).startswith("Reloaded: version")
+        await api.wait_for(lambda: len(staff.bot_messages) == 2, timeout=10)
+        assert "is live for new conversations" in str(staff.bot_messages[-1].text)

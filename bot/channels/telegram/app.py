@@ -761,17 +761,32 @@ def _live_reload(settings: Settings, bot: TelegramBot) -> Any:
     chat, and the last good version keeps serving. /reload does the same for admins."""
     from bot.staff.reload import FlowWatcher
 
-    async def tell_staff(text: str) -> None:
-        if settings.staff_chat_id and bot.app is not None:
-            with contextlib.suppress(TelegramError):
-                await bot._send(settings.staff_chat_id, [Out(esc(text))])
+    async def tell_staff(text: str, kind: str) -> None:
+        """Send ``text`` to the staff chat, once for all the instances watching one shared
+        flow file: an edit a poll saw is claimed in the store (``kind`` and the file's
+        modification time, size and hash), and the instances that lose the claim say
+        nothing. /reload always answers; if the store cannot be asked, the notice goes."""
+        if not settings.staff_chat_id or bot.app is None:
+            return
+        if watcher.change is not None:
+            try:
+                first = await bot._claim("flow notice", kind, watcher.change)
+            except Exception as exc:
+                logger.warning("could not check whether another instance announced the flow "
+                               "edit (%s): announcing it", type(exc).__name__)
+                first = True
+            if not first:
+                logger.info("another instance announced this flow edit to the staff chat")
+                return
+        with contextlib.suppress(TelegramError):
+            await bot._send(settings.staff_chat_id, [Out(esc(text))])
 
     async def on_valid(flow: Any) -> None:
         bot.engine.set_current(flow)
         logger.info("flow %s version %s (%s) is live for new conversations", flow.id,
                     flow.version, flow.hash)
         await tell_staff(f"✅ {settings.flow}: version {flow.version} ({flow.hash[:8]}) is live "
-                         "for new conversations.")
+                         "for new conversations.", "live")
 
     async def on_invalid(problems: list[Any]) -> None:
         errors = [p for p in problems if p.level == "error"]
@@ -779,7 +794,7 @@ def _live_reload(settings: Settings, bot: TelegramBot) -> Any:
             logger.error("refused flow edit: %s", p)
         text = (f"❌ The edit of {settings.flow} was refused ({len(errors)} error(s)); the last "
                 "good version keeps serving.\n\n" + "\n".join(str(p) for p in errors[:15]))
-        await tell_staff(text[:3900])
+        await tell_staff(text[:3900], "refused")
 
     watcher = FlowWatcher(settings.flow, on_valid, on_invalid, current=bot.engine.flow)
     watcher.start()
