@@ -45,7 +45,8 @@ def pytest_asyncio_loop_factories(
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
         "asyncio": asyncio.new_event_loop}
     if getattr(item, "module", None) is not None and \
-            item.module.__name__.endswith("test_redis_store"):  # type: ignore[attr-defined]
+            item.module.__name__.endswith(("test_redis_store",  # type: ignore[attr-defined]
+                                           "test_redis_tls")):
         # (no uvloop on this platform: the bot runs on asyncio's loop here)
         with contextlib.suppress(ImportError):
             factories["uvloop"] = importlib.import_module("uvloop").new_event_loop

@@ -9,6 +9,10 @@ or ``with start_redis_server() as server: ...``. The server keeps nothing on dis
 the caller forgets. ``start_redis_server_or_skip()`` is the pytest flavour: it skips the
 test when ``redis-server`` is not installed, but fails it when ``CI=true``.
 
+``tls=True`` serves TLS only (``rediss://...?ssl_ca_certs=...``), with the self-signed
+certificate in ``tls/`` (for 127.0.0.1 and localhost, valid 2000-2199; clients need no
+certificate of their own), as a managed Redis does.
+
 This module imports nothing from pytest at import time, so scripts can use it.
 """
 
@@ -18,13 +22,17 @@ import atexit
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 REDIS_SERVER = "redis-server"
+TLS_CERT = Path(__file__).resolve().parent / "tls" / "redis.crt"
+TLS_KEY = TLS_CERT.with_suffix(".key")
 
 
 @dataclass
@@ -35,6 +43,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     workdir: str
+    tls: bool = False
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
@@ -68,9 +77,10 @@ def redis_server_available() -> bool:
     return shutil.which(REDIS_SERVER) is not None
 
 
-def start_redis_server(timeout: float = 10.0, port: int | None = None) -> RedisServer:
+def start_redis_server(timeout: float = 10.0, port: int | None = None,
+                       tls: bool = False) -> RedisServer:
     """Start redis-server on a free 127.0.0.1 port (or on ``port``, as a restart would) and
-    wait until it answers PING."""
+    wait until it answers PING (over TLS only, with ``tls``)."""
     executable = shutil.which(REDIS_SERVER)
     if executable is None:
         raise FileNotFoundError(f"{REDIS_SERVER} is not on PATH (apt-get install redis-server)")
@@ -79,41 +89,57 @@ def start_redis_server(timeout: float = 10.0, port: int | None = None) -> RedisS
     for _attempt in range(3):  # another process may grab the free port before us
         port = _free_port() if wanted is None else wanted
         workdir = tempfile.mkdtemp(prefix="redis-test-")
-        process = subprocess.Popen(
-            [
-                executable,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", workdir,
-                "--loglevel", "warning",
-                "--logfile", os.path.join(workdir, "redis.log"),
-                "--daemonize", "no",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        server = RedisServer(f"redis://127.0.0.1:{port}/0", port, process, workdir)
+        listen = ["--port", str(port)]
+        url = f"redis://127.0.0.1:{port}/0"
+        if tls:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(TLS_CERT),
+                      "--tls-key-file", str(TLS_KEY), "--tls-ca-cert-file", str(TLS_CERT),
+                      "--tls-auth-clients", "no"]
+            url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={TLS_CERT}"
+        with open(os.path.join(workdir, "stderr.txt"), "wb") as stderr:  # config errors
+            process = subprocess.Popen(
+                [
+                    executable,
+                    *listen,
+                    "--bind", "127.0.0.1",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", workdir,
+                    "--loglevel", "warning",
+                    "--logfile", os.path.join(workdir, "redis.log"),
+                    "--daemonize", "no",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        server = RedisServer(url, port, process, workdir, tls)
         if _wait_ready(server, timeout):
             atexit.register(server.stop)
             return server
-        last_error = _tail(os.path.join(workdir, "redis.log")) or "no answer to PING"
+        last_error = (_tail(os.path.join(workdir, "redis.log"))
+                      or _tail(os.path.join(workdir, "stderr.txt")) or "no answer to PING")
         server.stop()
     raise RuntimeError(f"could not start {REDIS_SERVER}: {last_error}")
 
 
-def start_redis_server_or_skip() -> RedisServer:
-    """``start_redis_server()``, or skip the test (fail it when ``CI=true``) if not installed."""
+def start_redis_server_or_skip(tls: bool = False) -> RedisServer:
+    """``start_redis_server()``, or skip the test (fail it when ``CI=true``) if not installed,
+    or, with ``tls``, if this redis-server was built without TLS."""
     import pytest
 
+    in_ci = os.environ.get("CI", "").lower() == "true"
     if not redis_server_available():
         message = f"{REDIS_SERVER} is not on PATH; install it (apt-get install redis-server)"
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci:
             pytest.fail(message)
         pytest.skip(message)
-    return start_redis_server()
+    try:
+        return start_redis_server(tls=tls)
+    except RuntimeError as exc:
+        if tls and not in_ci and "tls" in str(exc).lower():
+            pytest.skip(f"this {REDIS_SERVER} cannot serve TLS: {exc}")
+        raise
 
 
 def _tail(path: str) -> str:
@@ -133,11 +159,16 @@ def _free_port() -> int:
 
 def _wait_ready(server: RedisServer, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
+    context = None
+    if server.tls:
+        context = ssl.create_default_context(cafile=str(TLS_CERT))
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return False
         try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5) as sock:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5) as raw:
+                sock = raw if context is None else context.wrap_socket(
+                    raw, server_hostname="127.0.0.1")
                 sock.sendall(b"PING\r\n")
                 if sock.recv(64).startswith(b"+PONG"):
                     return True
