@@ -46,7 +46,7 @@ def pytest_asyncio_loop_factories(
         "asyncio": asyncio.new_event_loop}
     if getattr(item, "module", None) is not None and \
             item.module.__name__.endswith(("test_redis_store",  # type: ignore[attr-defined]
-                                           "test_redis_tls")):
+                                           "test_redis_deployments")):
         # (no uvloop on this platform: the bot runs on asyncio's loop here)
         with contextlib.suppress(ImportError):
             factories["uvloop"] = importlib.import_module("uvloop").new_event_loop

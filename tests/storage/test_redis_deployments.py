@@ -1,7 +1,7 @@
-"""The Redis store over TLS (``rediss://``), as managed Redis services require: a real
-redis-server serving TLS only. The store's pipe takes the connection's transport over, so
-these run on both event loops the bot may use (asyncio's, uvloop's): a TLS transport is each
-loop's own code."""
+"""The Redis store as clinics deploy Redis: over TLS (``rediss://``, as managed Redis services
+require; a real redis-server serving TLS only), and with a user, password and database in the
+URL. The store's pipe takes the connection's transport over, so these run on both event loops
+the bot may use (asyncio's, uvloop's): a TLS transport is each loop's own code."""
 
 from __future__ import annotations
 
@@ -99,3 +99,49 @@ def test_flow_versions_are_shared_over_tls(tmp_path: Path, tls_url: str) -> None
     assert (tmp_path / "two" / f"{edited.hash}.yaml").exists()
     data, reply = Engine(demo, archive=two).handle(None, Start("en"))
     assert reply.changed and data["hash"] == demo.hash
+
+
+async def test_a_password_and_a_database_in_the_url_are_used_on_every_connection(
+        tmp_path: Path) -> None:
+    """``redis://user:password@host:port/db``: the store's pipelined connection, the ones made
+    again after a drop, and the flow archive's all log in and select the database; a wrong
+    password stops start-up with one line that does not show it."""
+    from bot.storage import StoreConfigError
+
+    server = start_redis_server_or_skip()
+    try:
+        admin = aioredis.Redis(port=server.port)
+        await admin.execute_command("ACL", "SETUSER", "clinic", "on", ">s3cret-pw", "~*",
+                                    "+@all")
+        await admin.config_set("requirepass", "admin-pw")  # and no more anonymous use
+        await admin.aclose()
+        url = f"redis://clinic:s3cret-pw@127.0.0.1:{server.port}/3"
+        store = open_store(url)
+        try:
+            await store.check()
+            version = await store.save("tg:1", {"n": 1}, 0)
+            assert version is not None
+            raw = aioredis.Redis(port=server.port, password="admin-pw", db=3)
+            assert await raw.exists("triage:s:tg:1") == 1  # in database 3
+            for client in await raw.client_list():  # drop the store's connections
+                if client["user"] == "clinic":
+                    await raw.client_kill_filter(_id=client["id"])
+            await raw.aclose()
+            assert await store.save("tg:1", {"n": 2}, version) == version + 1  # logged in again
+            archive = open_flow_archive(url, tmp_path / "flows")
+            assert isinstance(archive, SharedFlowArchive)
+            demo, problems = load_flow(DEMO)
+            assert demo is not None, problems
+            archive.publish()
+            archive.save(demo)
+            assert open_flow_archive(url, tmp_path / "other").load(demo.hash) is not None
+        finally:
+            await store.close()
+        wrong = open_store(f"redis://clinic:not-it@127.0.0.1:{server.port}/3")
+        with pytest.raises(StoreConfigError) as refused:
+            await wrong.check()
+        await wrong.close()
+        assert "authentication failed (check the password in the URL)" in str(refused.value)
+        assert "not-it" not in str(refused.value)
+    finally:
+        server.stop()
