@@ -116,6 +116,12 @@ class BotProcess:
                                        f"ends:\n{self.tail()}")
                 await asyncio.sleep(0.1)
 
+    async def flow_served(self) -> str:
+        """The hash of the flow version this instance serves to new conversations (/health)."""
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{self.health_port}/health") as resp:
+            return str((await resp.json())["flow_version"])
+
     async def start(self, timeout: float = 40.0) -> None:
         self.spawn()
         await self.wait_ready(timeout)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from bot.engine import Engine, Start
 from bot.flow import load_flow, load_text
-from bot.storage import open_flow_archive, open_store
+from bot.storage import StoreConfigError, open_flow_archive, open_store
 from bot.storage.flow_versions import SharedFlowArchive
 from bot.storage.redis_store import RedisStore
 
@@ -106,8 +106,6 @@ async def test_a_password_and_a_database_in_the_url_are_used_on_every_connection
     """``redis://user:password@host:port/db``: the store's pipelined connection, the ones made
     again after a drop, and the flow archive's all log in and select the database; a wrong
     password stops start-up with one line that does not show it."""
-    from bot.storage import StoreConfigError
-
     server = start_redis_server_or_skip()
     try:
         admin = aioredis.Redis(port=server.port)
